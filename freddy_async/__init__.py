@@ -1,0 +1,62 @@
+"""freddy_async: an asyncio-native client for the Freddy analytics API (Aitronos).
+
+Everything public is importable from here; the modules behind it are private.
+"""
+
+from ._client import FreddyClient
+from ._errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    FreddyError,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseValidationError,
+    UnprocessableEntityError,
+)
+from ._models import (
+    ApiKey,
+    ApiKeyDailyUsage,
+    ApiKeyUsage,
+    DailyUsage,
+    DailyUsageSummary,
+    KeyUsageReport,
+    LimitStatus,
+    UsageLimit,
+    UsagePeriod,
+    UsageTotals,
+)
+from ._periods import YearMonth
+from ._version import __version__
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "ApiKey",
+    "ApiKeyDailyUsage",
+    "ApiKeyUsage",
+    "AuthenticationError",
+    "BadRequestError",
+    "DailyUsage",
+    "DailyUsageSummary",
+    "FreddyClient",
+    "FreddyError",
+    "InternalServerError",
+    "KeyUsageReport",
+    "LimitStatus",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseValidationError",
+    "UnprocessableEntityError",
+    "UsageLimit",
+    "UsagePeriod",
+    "UsageTotals",
+    "YearMonth",
+    "__version__",
+]

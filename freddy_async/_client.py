@@ -1,0 +1,422 @@
+"""FreddyClient: the session owner, and the one private path every request takes."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import re
+from collections.abc import AsyncIterator, Iterable
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+from . import _batch
+from ._convert import parse_json, structure, structure_key_page
+from ._errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    FreddyError,
+    ResponseValidationError,
+    error_from_response,
+)
+from ._models import ApiKey, ApiKeyDailyUsage, ApiKeyUsage, KeyUsageReport
+from ._periods import MonthLike, YearMonth, check_month, check_year, unique_months
+from ._ratelimit import Pacers
+from ._retry import RetryPolicy, call_with_retries, parse_retry_after
+from ._version import __version__
+
+__all__ = ["DEFAULT_BASE_URL", "FreddyClient"]
+
+T = TypeVar("T")
+
+DEFAULT_BASE_URL = "https://api.aitronos.com"
+API_KEY_ENV = "FREDDY_API_KEY"
+USER_AGENT = f"freddy-async/{__version__}"
+
+# An answer larger than this is not one of this API's bodies; refuse it rather than buffer it.
+MAX_BODY_BYTES = 8 * 1024 * 1024
+_MAX_ID_LENGTH = 256
+# Path-unsafe or invisible characters: '/', '?', '#', '\', any whitespace or control character.
+_BAD_ID_CHARS = re.compile(r"[/?#\\\s\x00-\x1f\x7f]")
+
+logger = logging.getLogger("freddy_async")
+
+
+def _check_id(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string, not {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{name} must not be empty")
+    if len(value) > _MAX_ID_LENGTH:
+        raise ValueError(f"{name} is {len(value)} characters long; at most {_MAX_ID_LENGTH}")
+    if _BAD_ID_CHARS.search(value) or value.strip(".") == "":
+        # "." and ".." would be collapsed by URL normalisation into another endpoint's path.
+        raise ValueError(f"{name} {value!r} contains characters that cannot be in an ID")
+    return value
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_base_url(base_url: str, allow_insecure_http: bool) -> str:
+    if not isinstance(base_url, str):
+        raise ValueError(f"base_url must be a string, not {type(base_url).__name__}")
+    url = URL(base_url)
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"base_url must be an http(s) URL with a host, not {base_url!r}")
+    if url.query_string or url.fragment:
+        raise ValueError(f"base_url must not carry a query or fragment: {base_url!r}")
+    if url.user or url.password:
+        raise ValueError("base_url must not carry credentials; pass the API key as api_key")
+    if url.scheme == "http" and not allow_insecure_http and not _is_loopback(url.host):
+        raise ValueError(
+            f"base_url {base_url!r} is plain http to a non-loopback host, which would send the "
+            "API key in clear text; use https, or pass allow_insecure_http=True if you must"
+        )
+    return str(url).rstrip("/")
+
+
+class FreddyClient:
+    """An asyncio client for the Freddy analytics API.
+
+    One client holds one ``aiohttp.ClientSession`` and may be shared by any number of tasks.
+    Use it as ``async with FreddyClient() as client:`` or call :meth:`aclose` when done.
+
+    Args:
+        api_key: the API key; read from the ``FREDDY_API_KEY`` environment variable when omitted.
+        base_url: the API's root URL. Plain ``http`` is accepted for loopback hosts only, unless
+            ``allow_insecure_http`` is set.
+        timeout: seconds one attempt may take, from connecting to the last byte.
+        max_retries: retries after the first attempt for retryable failures (0 disables).
+        retry_deadline: seconds after which a call stops retrying, whatever ``max_retries`` says.
+        max_concurrency: requests in flight at once, over all tasks using this client.
+        requests_per_minute: client-side cap per organization; when omitted, the client paces
+            itself by the server's ``X-RateLimit-*`` headers.
+        session: an ``aiohttp.ClientSession`` to borrow; the client never closes it.
+        allow_insecure_http: permit ``http://`` to a non-loopback host.
+
+    Raises:
+        FreddyError: no API key was given and ``FREDDY_API_KEY`` is not set.
+        ValueError: an option is out of range.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: float = 30.0,
+        max_retries: int = 3,
+        max_concurrency: int = 16,
+        requests_per_minute: float | None = None,
+        retry_deadline: float = 60.0,
+        session: aiohttp.ClientSession | None = None,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        if api_key is None:
+            api_key = os.environ.get(API_KEY_ENV)
+        if not api_key:
+            raise FreddyError(
+                f"no API key: pass api_key=... or set the {API_KEY_ENV} environment variable"
+            )
+        if not isinstance(api_key, str) or _BAD_ID_CHARS.search(api_key.replace(" ", "")):
+            raise ValueError("api_key must be a string of printable characters")
+        if not (isinstance(timeout, (int, float)) and timeout > 0):
+            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        if type(max_retries) is not int or max_retries < 0:
+            raise ValueError(f"max_retries must be an int >= 0, not {max_retries!r}")
+        if type(max_concurrency) is not int or max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be an int >= 1, not {max_concurrency!r}")
+        if requests_per_minute is not None and not (
+            isinstance(requests_per_minute, (int, float)) and requests_per_minute > 0
+        ):
+            raise ValueError(f"requests_per_minute must be > 0, not {requests_per_minute!r}")
+        if not (isinstance(retry_deadline, (int, float)) and retry_deadline > 0):
+            raise ValueError(f"retry_deadline must be > 0 seconds, not {retry_deadline!r}")
+
+        self._base_url = _check_base_url(base_url, allow_insecure_http)
+        self._headers = {
+            "X-API-Key": api_key,
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+        }
+        self._timeout = float(timeout)
+        self._policy = RetryPolicy(max_retries=max_retries, deadline=float(retry_deadline))
+        self._max_concurrency = max_concurrency
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._pacers = Pacers(requests_per_minute)
+        self._session = session
+        self._owns_session = session is None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return (
+            f"FreddyClient(base_url={self._base_url!r}, max_concurrency={self._max_concurrency}, "
+            f"max_retries={self._policy.max_retries})"
+        )
+
+    @property
+    def base_url(self) -> str:
+        """The API root every request goes to."""
+        return self._base_url
+
+    @property
+    def max_concurrency(self) -> int:
+        """How many requests this client keeps in flight at most."""
+        return self._max_concurrency
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> FreddyClient:
+        self._ensure_session()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session this client created (a borrowed one is left open). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        session, self._session = self._session, None
+        if self._owns_session and session is not None:
+            await session.close()
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise RuntimeError("this FreddyClient is closed")
+        if self._session is None:
+            # Made on first use, inside the running loop: no await between check and set,
+            # so concurrent first calls still share one session.
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_concurrency),
+            )
+        return self._session
+
+    # -- the request path ----------------------------------------------------------------------
+
+    async def _get(self, org_id: str, path: str, query: str = "") -> Any:
+        """GET ``path`` (already quoted) for ``org_id`` with retries; return the decoded JSON."""
+        session = self._ensure_session()
+        url = URL(f"{self._base_url}{path}{'?' + query if query else ''}", encoded=True)
+        pacer = self._pacers.get(org_id)
+        what = f"GET {path}"
+
+        async def attempt(timeout: float) -> Any:
+            async with self._slots:
+                await pacer.acquire()
+                try:
+                    async with session.get(
+                        url,
+                        headers=self._headers,
+                        timeout=aiohttp.ClientTimeout(total=timeout),
+                        allow_redirects=False,  # a redirect would carry the API key elsewhere
+                    ) as response:
+                        status = response.status
+                        body = await _read_body(response)
+                        headers = response.headers
+                        reason = response.reason
+                except asyncio.TimeoutError:
+                    raise APITimeoutError(f"{what}: no answer within {timeout:.3g} s") from None
+                except aiohttp.ClientError as exc:
+                    raise APIConnectionError(f"{what}: {type(exc).__name__}: {exc}") from None
+            if status >= 300 or "X-RateLimit-Remaining" in headers:
+                retry_after = parse_retry_after(headers)
+                pacer.observe(status, headers, retry_after)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("%s -> %d (%d bytes)", what, status, len(body))
+            if status >= 300:
+                text = body.decode("utf-8", "replace")
+                if status < 400:
+                    location = headers.get("Location", "")
+                    raise APIStatusError(
+                        f"unexpected redirect to {location!r}; not followed", status=status,
+                        body=text[:4096],
+                    )
+                raise error_from_response(status, text, reason=reason, retry_after=retry_after)
+            data = parse_json(body)
+            if isinstance(data, dict) and data.get("success") is False and "error" in data:
+                # An error envelope with a 2xx status: still an error, typed by what it says.
+                env_status = data["error"].get("status") if isinstance(data["error"], dict) else None
+                error_status = env_status if type(env_status) is int and env_status >= 400 else 500
+                raise error_from_response(error_status, body.decode("utf-8", "replace"))
+            return data
+
+        return await call_with_retries(attempt, self._policy, timeout=self._timeout, what=what)
+
+    # -- endpoints -----------------------------------------------------------------------------
+
+    async def get_api_key_usage(
+        self, org_id: str, api_key_id: str, *, month: int | None = None, year: int | None = None
+    ) -> ApiKeyUsage:
+        """Fetch one API key's usage in one month.
+
+        Args:
+            org_id: the organization, e.g. ``"org_abc123"``.
+            api_key_id: the key, e.g. ``"apikey_def456"`` (any prefix).
+            month: 1-12; omitted, the server uses the current month.
+            year: omitted, the server uses the current year.
+
+        Raises:
+            ValueError: a bad argument, before any request.
+            APIStatusError: the server refused (a subclass per status).
+            APIConnectionError: no answer after the retries.
+            ResponseValidationError: the answer does not fit :class:`ApiKeyUsage`.
+        """
+        _check_id(org_id, "org_id")
+        _check_id(api_key_id, "api_key_id")
+        query = _month_query(month, year)
+        path = f"/v1/analytics/api-keys/usage/{_segment(org_id)}/{_segment(api_key_id)}"
+        return structure(await self._get(org_id, path, query), ApiKeyUsage)
+
+    async def get_api_key_daily_usage(
+        self, org_id: str, *, year: int | None = None, month: int | None = None
+    ) -> ApiKeyDailyUsage:
+        """Fetch an organization's API-key usage of one month, day by day.
+
+        Args:
+            org_id: the organization.
+            year: omitted, the server uses the current year (it accepts 2020-2030).
+            month: 1-12; omitted, the server uses the current month.
+
+        Raises:
+            ValueError: a bad argument, before any request.
+            APIStatusError, APIConnectionError, ResponseValidationError: as for
+                :meth:`get_api_key_usage`.
+        """
+        _check_id(org_id, "org_id")
+        query = _month_query(month, year)
+        path = f"/v1/analytics/api-keys/daily/{_segment(org_id)}"
+        return structure(await self._get(org_id, path, query), ApiKeyDailyUsage)
+
+    def list_api_keys(self, org_id: str, *, page_size: int = 100) -> AsyncIterator[ApiKey]:
+        """Yield every API key of an organization, walking the pages as they are needed.
+
+        Raises:
+            ValueError: a bad argument (``page_size`` must be 1-100), before any request.
+            APIStatusError, APIConnectionError, ResponseValidationError: as for
+                :meth:`get_api_key_usage`.
+        """
+        _check_id(org_id, "org_id")
+        if type(page_size) is not int or not 1 <= page_size <= 100:
+            raise ValueError(f"page_size must be an int from 1 to 100, not {page_size!r}")
+        return self._walk_keys(org_id, page_size)
+
+    async def _walk_keys(self, org_id: str, page_size: int) -> AsyncIterator[ApiKey]:
+        path = f"/v1/organizations/{_segment(org_id)}/api-keys"
+        page = 1
+        while True:
+            data = await self._get(org_id, path, f"page={page}&page_size={page_size}")
+            result = structure_key_page(data, page, page_size)
+            for key in result.keys:
+                yield key
+            if not result.has_more:
+                return
+            page += 1
+
+    def iter_api_key_usage(
+        self,
+        org_id: str,
+        api_key_ids: Iterable[str] | None = None,
+        *,
+        months: Iterable[MonthLike],
+    ) -> AsyncIterator[KeyUsageReport]:
+        """Fetch the usage of many keys over many months, concurrently, one report per key.
+
+        Reports come in completion order, each as soon as all of its key's months are done.
+        A month that still fails after the retries is recorded in the report's ``errors``;
+        a 401 or 403, which would fail every request alike, ends the iteration instead.
+        Leaving the loop early cancels what is still in flight.
+
+        Args:
+            org_id: the organization.
+            api_key_ids: the keys; ``None`` fetches every key of the organization. A key given
+                twice is fetched once.
+            months: ``YearMonth`` values, ``"YYYY-MM"`` strings or ``(year, month)`` tuples.
+
+        Raises:
+            ValueError: a bad argument, before any request.
+            AuthenticationError, PermissionDeniedError: the batch cannot go on.
+        """
+        _check_id(org_id, "org_id")
+        month_list = unique_months(months)
+        keys: Iterable[str] | AsyncIterator[str]
+        if api_key_ids is None:
+            keys = self._all_key_ids(org_id)
+        else:
+            if isinstance(api_key_ids, str):
+                raise ValueError("api_key_ids must be a list of IDs, not a single string")
+            keys = [_check_id(key, "api_key_id") for key in api_key_ids]
+
+        async def fetch(key_id: str, month: YearMonth) -> ApiKeyUsage:
+            return await self.get_api_key_usage(org_id, key_id, month=month.month, year=month.year)
+
+        return _batch.iter_usage(fetch, keys, month_list, concurrency=self._max_concurrency)
+
+    async def _all_key_ids(self, org_id: str) -> AsyncIterator[str]:
+        async for key in self.list_api_keys(org_id):
+            yield key.id
+
+    def iter_daily_usage(
+        self, org_id: str, *, months: Iterable[MonthLike]
+    ) -> AsyncIterator[ApiKeyDailyUsage]:
+        """Fetch the daily breakdown of several months concurrently, yielded oldest first.
+
+        Raises:
+            ValueError: a bad argument, before any request.
+            FreddyError: the first month that failed after its retries.
+        """
+        _check_id(org_id, "org_id")
+        month_list = unique_months(months)
+
+        async def fetch(month: YearMonth) -> ApiKeyDailyUsage:
+            return await self.get_api_key_daily_usage(org_id, year=month.year, month=month.month)
+
+        return _batch.iter_in_order(fetch, month_list, concurrency=self._max_concurrency)
+
+
+def _month_query(month: int | None, year: int | None) -> str:
+    parts = []
+    if month is not None:
+        parts.append(f"month={check_month(month)}")
+    if year is not None:
+        parts.append(f"year={check_year(year)}")
+    return "&".join(parts)
+
+
+async def _read_body(response: aiohttp.ClientResponse) -> bytes:
+    length = response.content_length
+    if length is not None and length <= MAX_BODY_BYTES:
+        return await response.read()
+    chunks = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ResponseValidationError(
+                f"the answer is larger than {MAX_BODY_BYTES} bytes; refused"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)

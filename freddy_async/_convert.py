@@ -1,0 +1,301 @@
+"""JSON to models (and back) through the one cattrs ``Converter`` of the library.
+
+The rules every endpoint needs:
+
+- every field is read from its snake_case or its camelCase key (the API mixes both, even inside
+  one body); unknown keys are ignored; an absent or null optional field is ``None``;
+- money is ``Decimal`` made from the JSON number's own text (``parse_float=Decimal``), never
+  through a binary float;
+- types are strict: a string where a number belongs, a bool where a count belongs, NaN or an
+  infinity, a negative count, all raise :class:`ResponseValidationError` naming the field path
+  as spelled in the body (``usage.totalCost``, ``dailyUsage[2].date``).
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from collections.abc import Callable
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+
+from ._errors import ResponseValidationError, clip
+from ._models import ApiKey, LimitStatus
+
+__all__ = ["KeyPage", "parse_json", "structure", "structure_key_page", "unstructure"]
+
+T = TypeVar("T")
+
+# Counts beyond a signed 64-bit integer, or money beyond 10**18 CHF, are corrupt data, not usage.
+_MAX_COUNT = 2**63 - 1
+_MAX_MONEY_DIGITS = 18
+
+
+class _Invalid(Exception):
+    """A value that does not fit; ``path`` grows as the error climbs out of nested objects."""
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+    def under(self, key: str) -> _Invalid:
+        if not self.path:
+            self.path = key
+        elif self.path.startswith("["):
+            self.path = key + self.path
+        else:
+            self.path = f"{key}.{self.path}"
+        return self
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number this API sends")
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """Decode a body, floats as exact ``Decimal``; raise ``ResponseValidationError`` if not JSON."""
+    try:
+        return json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        shown = clip(text, 80) if text.strip() else "an empty body"
+        raise ResponseValidationError(
+            f"the answer is not valid JSON ({exc.__class__.__name__}): {shown}", body=text[:4096]
+        ) from None
+
+
+# -- scalar hooks ------------------------------------------------------------------------------
+
+
+def _to_int(value: Any, _: Any) -> int:
+    if type(value) is int:
+        number = value
+    elif type(value) is Decimal and value.is_finite() and value == value.to_integral_value():
+        number = int(value)  # 1250.0 is still a whole count
+    else:
+        raise _Invalid(f"expected a whole number, got {_kind(value)} {clip(repr(value), 40)}")
+    if not 0 <= number <= _MAX_COUNT:
+        raise _Invalid(f"expected a count from 0 to {_MAX_COUNT}, got {number}")
+    return number
+
+
+def _to_float(value: Any, _: Any) -> float:
+    if type(value) is int or (type(value) is Decimal and value.is_finite()):
+        number = float(value)
+        if number >= 0 and number != float("inf"):
+            return number
+        raise _Invalid(f"expected a finite number >= 0, got {clip(str(value), 40)}")
+    raise _Invalid(f"expected a number, got {_kind(value)} {clip(repr(value), 40)}")
+
+
+def _to_decimal(value: Any, _: Any) -> Decimal:
+    if type(value) is Decimal:
+        if value.is_finite() and value.adjusted() < _MAX_MONEY_DIGITS:
+            return value
+        raise _Invalid(f"expected an amount below 10**{_MAX_MONEY_DIGITS}, got {clip(str(value), 40)}")
+    if type(value) is int:
+        if abs(value) < 10**_MAX_MONEY_DIGITS:
+            return Decimal(value)
+        raise _Invalid(f"expected an amount below 10**{_MAX_MONEY_DIGITS}, got {clip(str(value), 40)}")
+    raise _Invalid(f"expected an amount, got {_kind(value)} {clip(repr(value), 40)}")
+
+
+def _to_str(value: Any, _: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise _Invalid(f"expected a string, got {_kind(value)}")
+
+
+def _to_bool(value: Any, _: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise _Invalid(f"expected true or false, got {_kind(value)}")
+
+
+def _to_date(value: Any, _: Any) -> date:
+    if isinstance(value, str) and len(value) == 10:
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise _Invalid(f"expected a date as 'YYYY-MM-DD', got {clip(repr(value), 40)}")
+
+
+def _to_datetime(value: Any, _: Any) -> datetime:
+    if isinstance(value, str):
+        text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            # A timestamp without offset from this API is UTC; callers get aware datetimes only.
+            return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    raise _Invalid(f"expected an ISO 8601 timestamp, got {clip(repr(value), 40)}")
+
+
+def _to_status(value: Any, _: Any) -> LimitStatus | str:
+    if not isinstance(value, str):
+        raise _Invalid(f"expected a status string, got {_kind(value)}")
+    try:
+        return LimitStatus(value)
+    except ValueError:
+        return value  # a status this version does not know yet is kept, not refused
+
+
+# -- containers and attrs classes --------------------------------------------------------------
+
+
+def _is_homogeneous_tuple(tp: Any) -> bool:
+    args = typing.get_args(tp)
+    return typing.get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis
+
+
+def _admits_none(tp: Any) -> bool:
+    return typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _make_tuple_hook(tp: Any) -> Callable[[Any, Any], tuple[Any, ...]]:
+    item_type = typing.get_args(tp)[0]
+    item_hook = _converter.get_structure_hook(item_type)
+
+    def structure_tuple(value: Any, _: Any) -> tuple[Any, ...]:
+        if not isinstance(value, list):
+            raise _Invalid(f"expected a list, got {_kind(value)}")
+        items = []
+        for index, item in enumerate(value):
+            try:
+                items.append(item_hook(item, item_type))
+            except _Invalid as exc:
+                raise exc.under(f"[{index}]") from None
+        return tuple(items)
+
+    return structure_tuple
+
+
+def _make_attrs_hook(cls: type[Any]) -> Callable[[Any, Any], Any]:
+    attrs.resolve_types(cls)
+    plan = []
+    for field in attrs.fields(cls):
+        snake, camel = field.name, _camel(field.name)
+        keys = (camel, snake) if camel != snake else (snake,)
+        plan.append((field.name, keys, _converter.get_structure_hook(field.type), field.type,
+                     _admits_none(field.type)))
+
+    def structure_attrs(data: Any, _: Any) -> Any:
+        if not isinstance(data, dict):
+            raise _Invalid(f"expected an object, got {_kind(data)}")
+        kwargs: dict[str, Any] = {}
+        for name, keys, hook, tp, optional in plan:
+            for key in keys:
+                if key in data:
+                    value = data[key]
+                    break
+            else:
+                if optional:
+                    kwargs[name] = None
+                    continue
+                also = f" (nor '{keys[1]}')" if len(keys) > 1 else ""
+                raise _Invalid(f"required field is missing{also}", keys[0])
+            try:
+                kwargs[name] = hook(value, tp)
+            except _Invalid as exc:
+                raise exc.under(key) from None
+        return cls(**kwargs)
+
+    return structure_attrs
+
+
+_converter = cattrs.Converter()
+for _tp, _hook in (
+    (int, _to_int),
+    (float, _to_float),
+    (Decimal, _to_decimal),
+    (str, _to_str),
+    (bool, _to_bool),
+    (date, _to_date),
+    (datetime, _to_datetime),
+):
+    _converter.register_structure_hook(_tp, _hook)
+_converter.register_structure_hook_func(lambda tp: tp == (LimitStatus | str), _to_status)
+_converter.register_structure_hook_factory(_is_homogeneous_tuple, _make_tuple_hook)
+_converter.register_structure_hook_factory(attrs.has, _make_attrs_hook)
+
+# Unstructuring gives plain snake_case JSON values; Decimal stays Decimal so nothing is rounded.
+_converter.register_unstructure_hook(Decimal, lambda value: value)
+_converter.register_unstructure_hook(date, lambda value: value.isoformat())
+_converter.register_unstructure_hook(datetime, lambda value: value.isoformat())
+
+
+def structure(data: Any, cls: type[T]) -> T:
+    """Build ``cls`` from decoded JSON, or raise ``ResponseValidationError`` naming the field."""
+    try:
+        return _converter.structure(data, cls)
+    except _Invalid as exc:
+        raise ResponseValidationError(
+            f"{exc.message} (for {cls.__name__})", path=exc.path, body=clip(repr(data), 4096)
+        ) from None
+
+
+def unstructure(model: Any) -> Any:
+    """Turn a model into plain JSON-ready values (snake_case keys, Decimal kept exact)."""
+    return _converter.unstructure(model)
+
+
+@attrs.frozen
+class KeyPage:
+    """One page of an organization's key list, whichever of the two documented shapes it came in."""
+
+    keys: tuple[ApiKey, ...]
+    has_more: bool
+
+
+def structure_key_page(data: Any, page: int, page_size: int) -> KeyPage:
+    """Read a key-list page: ``{"keys", "total"}`` or ``{"api_keys", "pagination"}``."""
+    if not isinstance(data, dict):
+        raise ResponseValidationError(f"expected an object, got {_kind(data)}")
+    field = "keys" if "keys" in data else "api_keys"
+    if field not in data:
+        raise ResponseValidationError("expected a 'keys' or 'api_keys' list", path="keys")
+    keys = structure({field: data[field]}, _KeyList).items(field)
+
+    total: Any = data.get("total")
+    total_pages: Any = None
+    pagination = data.get("pagination")
+    if isinstance(pagination, dict):
+        total = pagination.get("total_count", pagination.get("totalCount", total))
+        total_pages = pagination.get("total_pages", pagination.get("totalPages"))
+    if not keys:
+        has_more = False  # an empty page ends the walk whatever the counts say
+    elif type(total_pages) is int:
+        has_more = page < total_pages
+    elif type(total) is int:
+        has_more = page * page_size < total
+    else:
+        has_more = len(keys) >= page_size
+    return KeyPage(keys, has_more)
+
+
+@attrs.frozen
+class _KeyList:
+    keys: tuple[ApiKey, ...] | None
+    api_keys: tuple[ApiKey, ...] | None
+
+    def items(self, field: str) -> tuple[ApiKey, ...]:
+        found = self.keys if field == "keys" else self.api_keys
+        return found or ()

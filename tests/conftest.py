@@ -1,0 +1,22 @@
+"""Shared fixtures, and a compatibility shim for aioresponses on aiohttp >= 3.14."""
+
+from __future__ import annotations
+
+import inspect
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import aioresponses.core
+
+# aioresponses 0.7.9 (the latest release) builds ClientResponse without the ``stream_writer``
+# argument that aiohttp 3.14 made required (pnuckowski/aioresponses#289). Supplying a stand-in
+# writer keeps us on the aiohttp release with the security fix instead of pinning an older one.
+if "stream_writer" in inspect.signature(aiohttp.ClientResponse.__init__).parameters:
+
+    class _CompatResponse(aiohttp.ClientResponse):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
+            super().__init__(*args, **kwargs)
+
+    aioresponses.core.ClientResponse = _CompatResponse  # type: ignore[misc]
