@@ -43,7 +43,8 @@ USER_AGENT = f"freddy-async/{__version__}"
 MAX_BODY_BYTES = 8 * 1024 * 1024
 _MAX_ID_LENGTH = 256
 # Path-unsafe or invisible characters: '/', '?', '#', '\', any whitespace or control character.
-_BAD_ID_CHARS = re.compile(r"[/?#\\\s\x00-\x1f\x7f]")
+_BAD_ID_CHARS = re.compile(r"[/?#\\\s\x00-\x1f\x7f-\x9f]")
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 logger = logging.getLogger("freddy_async")
 
@@ -135,8 +136,9 @@ class FreddyClient:
             raise FreddyError(
                 f"no API key: pass api_key=... or set the {API_KEY_ENV} environment variable"
             )
-        if not isinstance(api_key, str) or _BAD_ID_CHARS.search(api_key.replace(" ", "")):
-            raise ValueError("api_key must be a string of printable characters")
+        if not isinstance(api_key, str) or _CONTROL_CHARS.search(api_key):
+            # A newline in a header value would let the key smuggle in headers of its own.
+            raise ValueError("api_key must be a string without control characters")
         if not (isinstance(timeout, (int, float)) and timeout > 0):
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
         if type(max_retries) is not int or max_retries < 0:

@@ -58,14 +58,16 @@ def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number this API sends")
+def _keep_constant(name: str) -> Decimal:
+    # NaN and the infinities are not JSON, but rejecting them here would lose the field's name:
+    # kept as non-finite Decimals, every number hook refuses them with the path.
+    return Decimal(name)
 
 
 def parse_json(raw: bytes | str) -> Any:
     """Decode a body, floats as exact ``Decimal``; raise ``ResponseValidationError`` if not JSON."""
     try:
-        return json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+        return json.loads(raw, parse_float=Decimal, parse_constant=_keep_constant)
     except (ValueError, RecursionError) as exc:
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
         shown = clip(text, 80) if text.strip() else "an empty body"

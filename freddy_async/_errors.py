@@ -201,7 +201,7 @@ def error_from_response(
     body = text[:4096]
     try:
         data: Any = json.loads(text) if text.strip() else None
-    except ValueError:
+    except (ValueError, RecursionError):  # a deeply nested body must not escape as RecursionError
         data = None
 
     if isinstance(data, dict) and isinstance(data.get("error"), dict):

@@ -11,7 +11,7 @@ import attrs
 
 __all__ = ["MonthLike", "YearMonth", "check_month", "check_year"]
 
-_TEXT = re.compile(r"(\d{4})-(\d{1,2})")
+_TEXT = re.compile(r"([0-9]{4})-([0-9]{1,2})")  # ASCII only: \d would admit other scripts' digits
 
 
 def check_year(year: Any, name: str = "year") -> int:
@@ -108,9 +108,11 @@ class YearMonth:
 
     def _through(self, last: YearMonth) -> Iterator[YearMonth]:
         month = self
-        while month <= last:
-            yield month
+        yield month
+        while month < last:
+            # Stop before calling next() on ``last``: the month after 9999-12 does not exist.
             month = month.next()
+            yield month
 
 
 MonthLike = YearMonth | str | tuple[int, int]

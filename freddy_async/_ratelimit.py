@@ -24,9 +24,9 @@ from . import _clock
 
 __all__ = ["OrgPacer", "Pacers"]
 
-# A burst of this many seconds' worth of tokens absorbs the lateness of each timer wake-up
-# without letting through a burst the server would notice.
-_BURST_SECONDS = 0.1
+# Two tokens of burst absorb the lateness of each timer wake-up (a late wake-up finds the next
+# token already earned) without letting through a burst a server would notice.
+_BURST = 2.0
 _DEFAULT_PAUSE = 1.0
 # X-RateLimit-Reset below this is a delta in seconds, not epoch seconds (some servers send that).
 _EPOCH_THRESHOLD = 1e9
@@ -77,11 +77,12 @@ class OrgPacer:
         """True when nothing restrains this organization (the common, fast case)."""
         return not self._rate and not self._paused_until and self._budget is None
 
-    def _set_rate(self, per_second: float) -> None:
+    def _set_rate(self, per_second: float, *, full: bool = True) -> None:
         self._rate = per_second
-        self._capacity = max(1.0, per_second * _BURST_SECONDS)
-        self._tokens = min(self._tokens, self._capacity) if self._stamp else self._capacity
-        self._stamp = self._stamp or _clock.now()
+        self._capacity = _BURST
+        # A caller's own rate starts with one token (no burst at all); a learned one with none.
+        self._tokens = 1.0 if full else 0.0
+        self._stamp = _clock.now()
 
     async def acquire(self) -> None:
         """Wait until this organization may send one more request, then count it."""
@@ -107,7 +108,12 @@ class OrgPacer:
             if now >= self._budget_reset:
                 self._budget = None
             elif self._budget < 1:
-                return self._budget_reset - now, "pause"
+                if not self._rate:
+                    return self._budget_reset - now, "pause"
+                # Spent before the reset although we pace: someone else shares this quota. Hold
+                # one interval, then let one request probe; its answer (or 429) says what is left.
+                self._budget = None
+                return 1 / self._rate, "pause"
         if self._rate:
             self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self._rate)
             self._stamp = now
@@ -123,7 +129,9 @@ class OrgPacer:
             self._paused_until = max(self._paused_until, now + pause)
         limit = _number(headers.get("X-RateLimit-Limit"))
         if limit and not self._fixed_rate and abs(limit / 60 - self._rate) > 1e-9:
-            self._set_rate(limit / 60)  # the API's limits are per minute
+            # The API's limits are per minute. Learned from an answer, the bucket starts empty:
+            # the requests already sent have used this moment's share.
+            self._set_rate(limit / 60, full=False)
         remaining = _number(headers.get("X-RateLimit-Remaining"))
         reset = _number(headers.get("X-RateLimit-Reset"))
         if remaining is not None and reset is not None:

@@ -143,6 +143,21 @@ async def call_with_retries(
     async def sleep(seconds: float) -> None:
         await _clock.sleep(seconds, "retry")
 
+    # Most calls succeed at once; building a tenacity loop for each of them would cost more CPU
+    # than the request itself. So the first attempt runs bare, and only a retryable failure
+    # starts the loop, which replays that failure as its attempt 1 and decides everything after.
+    try:
+        return await one_attempt()
+    except FreddyError as exc:
+        if policy.max_retries == 0 or not is_retryable(exc):
+            raise
+        first_failure: list[FreddyError] = [exc]
+
+    async def replay_then_attempt() -> T:
+        if first_failure:
+            raise first_failure.pop()
+        return await one_attempt()
+
     retrying = AsyncRetrying(
         retry=retry_if_exception(is_retryable),
         wait=wait,
@@ -151,4 +166,4 @@ async def call_with_retries(
         before_sleep=log_retry,
         reraise=True,
     )
-    return await retrying(one_attempt)
+    return await retrying(replay_then_attempt)

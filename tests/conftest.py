@@ -19,4 +19,4 @@ if "stream_writer" in inspect.signature(aiohttp.ClientResponse.__init__).paramet
             kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
             super().__init__(*args, **kwargs)
 
-    aioresponses.core.ClientResponse = _CompatResponse  # type: ignore[misc]
+    aioresponses.core.ClientResponse = _CompatResponse  # type: ignore[attr-defined]

@@ -1,0 +1,115 @@
+"""Run a FakeFreddyServer standalone: ``python -m freddy_async.testing --port 8080 --keys 200``.
+
+Prints ``FREDDY_BASE_URL=...``, ``FREDDY_API_KEY=...`` and ``FREDDY_ORG_ID=...`` on stdout
+(one line each, flushed at once, so a launching process can read them), then serves until
+SIGINT or SIGTERM and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+
+from ._server import FakeFreddyServer
+
+__all__ = ["main"]
+
+
+def _extra_org(text: str) -> tuple[str, int]:
+    org, sep, count = text.partition("=")
+    if not sep or not org or not count.isdigit():
+        raise argparse.ArgumentTypeError(f"expected ORG_ID=KEYS, not {text!r}")
+    return org, int(count)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m freddy_async.testing",
+        description="Serve the fake Freddy analytics API on 127.0.0.1 until SIGINT/SIGTERM.",
+    )
+    add = parser.add_argument
+    add("--port", type=int, default=0, help="port to listen on; 0 picks a free one (default)")
+    add("--keys", type=int, default=20, help="API keys of the organization (default 20)")
+    add("--org-id", default="org_demo", help="the organization's ID (default org_demo)")
+    add(
+        "--extra-org",
+        type=_extra_org,
+        action="append",
+        default=[],
+        metavar="ORG_ID=KEYS",
+        help="another organization and its key count (repeatable)",
+    )
+    add("--seed", type=int, default=0, help="seed of the data and fault draws (default 0)")
+    add("--api-key", default=None, help="the API key to accept (default: a random one)")
+    add("--casing", choices=("camel", "snake", "docs"), default="camel", help="body key casing")
+    add("--list-shape", choices=("keys", "api_keys"), default="keys", help="key listing shape")
+    add("--requests-per-minute", type=float, default=None, help="per-organization rate limit")
+    add("--rate-limit-burst", type=float, default=None, help="rate limit bucket capacity")
+    add("--error-rate", type=float, default=0.0, help="share of 500/502/503 answers")
+    add("--drop-rate", type=float, default=0.0, help="share of connections dropped unanswered")
+    add("--truncate-rate", type=float, default=0.0, help="share of 200 bodies cut short")
+    add("--latency", type=float, default=0.0, help="seconds added to every answer")
+    add("--slow-rate", type=float, default=0.0, help="share of answers held back")
+    add("--slow-delay", type=float, default=30.0, help="seconds a slow answer is held back")
+    add("--fail-first", type=int, default=0, help="first N attempts of each request answer 503")
+    return parser
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    server = FakeFreddyServer(
+        keys=args.keys,
+        org_id=args.org_id,
+        api_key=args.api_key,
+        seed=args.seed,
+        casing=args.casing,
+        list_shape=args.list_shape,
+        extra_orgs=dict(args.extra_org),
+        port=args.port,
+        requests_per_minute=args.requests_per_minute,
+        rate_limit_burst=args.rate_limit_burst,
+        error_rate=args.error_rate,
+        drop_rate=args.drop_rate,
+        truncate_rate=args.truncate_rate,
+        latency=args.latency,
+        slow_rate=args.slow_rate,
+        slow_delay=args.slow_delay,
+        fail_first=args.fail_first,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # Windows has no add_signal_handler; Ctrl+C still arrives there as KeyboardInterrupt.
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    async with server:
+        print(f"FREDDY_BASE_URL={server.base_url}", flush=True)
+        print(f"FREDDY_API_KEY={server.api_key}", flush=True)
+        print(f"FREDDY_ORG_ID={server.org_id}", flush=True)
+        print(
+            f"Serving {len(server.key_ids)} keys of {server.org_id} on {server.base_url}; "
+            "stop with Ctrl+C",
+            file=sys.stderr,
+            flush=True,
+        )
+        await stop.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the server until SIGINT/SIGTERM; return the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        asyncio.run(_serve(args))
+    except ValueError as exc:
+        parser.error(str(exc))
+    except KeyboardInterrupt:  # pragma: no cover - only where signal handlers are missing
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

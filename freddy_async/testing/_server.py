@@ -1,0 +1,880 @@
+"""FakeFreddyServer: the documented Freddy API on a loopback aiohttp server, faults included."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import re
+import secrets
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Literal, Protocol
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from ._data import (
+    DayRow,
+    KeyProfile,
+    MonthTotals,
+    daily_body,
+    key_days,
+    key_object,
+    make_keys,
+    month_totals,
+    org_days,
+    usage_body,
+)
+from ._faults import FaultCounts, Plan, TokenBucket, plan_attempt
+from ._wire import DOCS_SNAKE_KEYS, RawNumber, dumps, envelope, now_iso, recase
+
+__all__ = [
+    "Casing",
+    "ExpectedTotals",
+    "FakeFreddyServer",
+    "ListShape",
+    "MonthLike",
+    "RecordedRequest",
+]
+
+Casing = Literal["camel", "snake", "docs"]
+ListShape = Literal["keys", "api_keys"]
+
+_HOST = "127.0.0.1"
+_INT = re.compile(r"[+-]?\d{1,9}")
+_MAX_PAGE_SIZE = 100
+_DEFAULT_PAGE_SIZE = 20
+_BAD_GATEWAY_HTML = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+# Long enough for a slow answer to be cancelled by stop() rather than finish, short enough
+# that a stop never hangs a test suite.
+_SHUTDOWN_TIMEOUT = 0.25
+
+
+class _YearMonthAttrs(Protocol):
+    @property
+    def year(self) -> int: ...
+
+    @property
+    def month(self) -> int: ...
+
+
+MonthLike = tuple[int, int] | str | _YearMonthAttrs
+"""A month for the expected-value helpers: ``(2025, 11)``, ``"2025-11"`` or a ``YearMonth``."""
+
+
+def _month_of(value: MonthLike) -> tuple[int, int]:
+    if isinstance(value, tuple):
+        year, month = value
+    elif isinstance(value, str):
+        match = re.fullmatch(r"(\d{4})-(\d{1,2})", value.strip())
+        if match is None:
+            raise ValueError(f"expected a month as 'YYYY-MM', not {value!r}")
+        year, month = int(match[1]), int(match[2])
+    else:
+        year, month = value.year, value.month
+    if not 1 <= month <= 12:
+        raise ValueError(f"month must be from 1 to 12, not {month}")
+    return int(year), int(month)
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the server received it, and how it was answered."""
+
+    method: str
+    path: str
+    """The path exactly as sent, still percent-encoded, without the query string."""
+    query_string: str
+    """The raw query string, without the ``?``."""
+    status: int | None = None
+    """Status answered; None when the connection was dropped without an answer."""
+    fault: str | None = None
+    """Name of the injected fault (a :class:`FaultCounts` field), if any."""
+
+
+@dataclass(frozen=True)
+class ExpectedTotals:
+    """Totals the server will report for a set of (key, month) pairs."""
+
+    requests: int
+    cost: Decimal
+    synapses: int
+    neurons: int
+
+
+class _Hangup(Exception):
+    """Close the connection without an answer."""
+
+
+class _Answer(Exception):
+    """Stop handling and send this response."""
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+def _json(status: int, body: Any, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status, body=dumps(body), content_type="application/json", headers=headers
+    )
+
+
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    system_message: str | None = None,
+    error_type: str = "client_error",
+    details: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> _Answer:
+    body = envelope(
+        status,
+        code,
+        message,
+        system_message=system_message,
+        error_type=error_type,
+        details=details,
+    )
+    return _Answer(_json(status, body, headers))
+
+
+def _check_rate(name: str, value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be between 0 and 1, not {value!r}")
+    return float(value)
+
+
+def _check_seconds(name: str, value: float) -> float:
+    if not value >= 0.0:
+        raise ValueError(f"{name} must be zero or more seconds, not {value!r}")
+    return float(value)
+
+
+def _check_org_id(org_id: str) -> str:
+    if not isinstance(org_id, str) or not org_id or "/" in org_id:
+        raise ValueError(f"an organization ID must be a non-empty string without '/': {org_id!r}")
+    return org_id
+
+
+def _number_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+class FakeFreddyServer:
+    """A real HTTP server on 127.0.0.1 that speaks the Freddy analytics API, deterministically.
+
+    It serves the usage (API.md §1), daily (§2) and key listing (§3) endpoints for one
+    organization, ``org_id``, with ``keys`` API keys, plus any ``extra_orgs``. Every number
+    depends only on ``seed``, so the ``expected_*`` methods tell a test what the server will
+    answer without any HTTP. Faults (rate limits, 5xx, dropped or truncated answers, delays)
+    are all off by default and seeded when on.
+
+    Use it as an async context manager::
+
+        async with FakeFreddyServer(keys=5) as server:
+            client = FreddyClient(server.api_key, base_url=server.base_url)
+
+    Args:
+        keys: Number of API keys of ``org_id``.
+        org_id: The organization the server knows; any other (not in ``extra_orgs``) is
+            answered 403 ``ORGANIZATION_ACCESS_DENIED``.
+        api_key: The value the ``X-API-Key`` header must carry; random when None.
+        seed: Seed of all data and of the fault draws.
+        casing: Body key casing: ``"camel"`` (the usage page), ``"snake"`` (the generated
+            clients) or ``"docs"`` (the daily page's mixed casing; same as camel for usage).
+        list_shape: Key listing shape: ``"keys"`` (``keys``/``total``/``page``/``page_size``)
+            or ``"api_keys"`` (``api_keys``/``pagination``).
+        extra_orgs: More organizations, ID to key count, reachable with the same ``api_key``.
+        port: Port to listen on; 0 picks a free one.
+        requests_per_minute: Per-organization limit of the analytics endpoints (token bucket);
+            None for no limit. The key listing is not limited.
+        rate_limit_burst: Bucket capacity; default one second's worth, at least 1.
+        error_rate: Share of 500/502/503 answers (502 with an HTML body; 503 JSON or empty).
+        drop_rate: Share of requests whose connection is closed without an answer.
+        truncate_rate: Share of 200 answers cut short of their declared Content-Length.
+        latency: Seconds added to every answer.
+        slow_rate: Share of answers held back by ``slow_delay`` seconds.
+        slow_delay: The hold-back of a slow answer, in seconds.
+        fail_first: The first N attempts of each distinct request (path and query) answer 503.
+
+    Faults apply to the analytics and listing endpoints, after the authentication and
+    organization checks, and before the query is validated.
+
+    Raises:
+        ValueError: an option is out of range.
+    """
+
+    def __init__(
+        self,
+        *,
+        keys: int = 20,
+        org_id: str = "org_demo",
+        api_key: str | None = None,
+        seed: int = 0,
+        casing: Casing = "camel",
+        list_shape: ListShape = "keys",
+        extra_orgs: Mapping[str, int] | None = None,
+        port: int = 0,
+        requests_per_minute: float | None = None,
+        rate_limit_burst: float | None = None,
+        error_rate: float = 0.0,
+        drop_rate: float = 0.0,
+        truncate_rate: float = 0.0,
+        latency: float = 0.0,
+        slow_rate: float = 0.0,
+        slow_delay: float = 30.0,
+        fail_first: int = 0,
+    ) -> None:
+        if casing not in ("camel", "snake", "docs"):
+            raise ValueError(f"casing must be 'camel', 'snake' or 'docs', not {casing!r}")
+        if list_shape not in ("keys", "api_keys"):
+            raise ValueError(f"list_shape must be 'keys' or 'api_keys', not {list_shape!r}")
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port must be from 0 to 65535, not {port}")
+        if fail_first < 0:
+            raise ValueError(f"fail_first must be zero or more, not {fail_first}")
+        if requests_per_minute is not None and not requests_per_minute > 0:
+            raise ValueError(f"requests_per_minute must be positive, not {requests_per_minute}")
+        if rate_limit_burst is not None and not rate_limit_burst >= 1:
+            raise ValueError(f"rate_limit_burst must be at least 1, not {rate_limit_burst}")
+        if api_key is not None and not api_key:
+            raise ValueError("api_key must not be empty")
+        orgs = {_check_org_id(org_id): keys, **(extra_orgs or {})}
+        if len(orgs) != 1 + len(extra_orgs or {}):
+            raise ValueError(f"extra_orgs must not repeat org_id {org_id!r}")
+        taken: set[str] = set()
+        self._orgs: dict[str, list[KeyProfile]] = {}
+        for org, count in orgs.items():
+            if count < 0:
+                raise ValueError(f"key count of {org!r} must be zero or more, not {count}")
+            self._orgs[_check_org_id(org)] = make_keys(seed, org, count, taken)
+        self._keys = {k.key_id: k for profiles in self._orgs.values() for k in profiles}
+
+        self.api_key: str = api_key if api_key is not None else f"fk_{secrets.token_urlsafe(24)}"
+        """The value every request must send in ``X-API-Key``."""
+        self.org_id: str = org_id
+        """The main organization."""
+        self.seed: int = seed
+        self.casing: Casing = casing
+        self.list_shape: ListShape = list_shape
+        self.requests_per_minute = requests_per_minute
+        self.rate_limit_burst = (
+            rate_limit_burst
+            if rate_limit_burst is not None or requests_per_minute is None
+            else max(1.0, requests_per_minute / 60)
+        )
+        self.error_rate = _check_rate("error_rate", error_rate)
+        self.drop_rate = _check_rate("drop_rate", drop_rate)
+        self.truncate_rate = _check_rate("truncate_rate", truncate_rate)
+        self.slow_rate = _check_rate("slow_rate", slow_rate)
+        self.latency = _check_seconds("latency", latency)
+        self.slow_delay = _check_seconds("slow_delay", slow_delay)
+        self.fail_first = fail_first
+
+        self.requests: list[RecordedRequest] = []
+        """Every request received, in arrival order (cleared by :meth:`reset_counters`)."""
+        self.rate_limited_count = 0
+        """429 answers given by the rate limiter."""
+        self.faults = FaultCounts()
+        """Answers of each injected fault."""
+        self._fetches: Counter[tuple[str, int, int]] = Counter()
+        self._daily_fetches: Counter[tuple[str, int, int]] = Counter()
+        self._attempts: Counter[str] = Counter()
+        self._buckets: dict[str, TokenBucket] = {}
+        self._totals: dict[tuple[str, int, int], MonthTotals] = {}
+        self._daily: dict[tuple[str, int, int], tuple[list[DayRow], MonthTotals]] = {}
+
+        self._port = port
+        self._runner: web.AppRunner | None = None
+        self._closing: asyncio.Event | None = None
+        self._idle: asyncio.Event | None = None
+        self._inflight = 0
+        self._arrived = asyncio.Event()
+
+    def __repr__(self) -> str:
+        # The API key stays out on purpose: reprs end up in logs.
+        where = self.base_url if self._runner is not None else "stopped"
+        return f"<FakeFreddyServer {where} org_id={self.org_id!r} keys={len(self.key_ids)}>"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start listening on 127.0.0.1.
+
+        Raises:
+            RuntimeError: the server is already running.
+            OSError: the port cannot be bound.
+        """
+        if self._runner is not None:
+            raise RuntimeError("the server is already running")
+        self._closing = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, _HOST, self._port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._port = runner.addresses[0][1]
+        self._runner = runner
+
+    async def stop(self) -> None:
+        """Stop the server; answers still held back are cut off. Does nothing when stopped."""
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        assert self._closing is not None
+        assert self._idle is not None
+        # Wake the handlers sleeping on latency or slow_delay so that none outlives the loop;
+        # runner.cleanup() cancels whatever is still left after the wait.
+        self._closing.set()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), _SHUTDOWN_TIMEOUT)
+        await runner.cleanup()
+
+    async def __aenter__(self) -> FakeFreddyServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- what tests read -------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the chosen one once started with ``port=0``)."""
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``, to pass as the client's base URL.
+
+        Raises:
+            RuntimeError: the server has not been started.
+        """
+        if self._runner is None:
+            raise RuntimeError("the server is not running; use 'async with' or start()")
+        return f"http://{_HOST}:{self._port}"
+
+    @property
+    def key_ids(self) -> list[str]:
+        """IDs of the main organization's keys, in listing order (stable for a seed)."""
+        return self.key_ids_for(self.org_id)
+
+    @property
+    def org_ids(self) -> list[str]:
+        """Every organization the server knows, ``org_id`` first."""
+        return list(self._orgs)
+
+    def key_ids_for(self, org_id: str) -> list[str]:
+        """IDs of one organization's keys, in listing order.
+
+        Raises:
+            KeyError: the server does not know that organization.
+        """
+        return [k.key_id for k in self._orgs[org_id]]
+
+    @property
+    def request_count(self) -> int:
+        """Requests received on any path (since the last :meth:`reset_counters`)."""
+        return len(self.requests)
+
+    async def wait_for_requests(self, count: int = 1) -> None:
+        """Return once at least ``count`` requests have arrived (since the last reset).
+
+        Handy to act while a request is in flight, e.g. held back by ``latency``.
+        """
+        while self.request_count < count:
+            self._arrived.clear()
+            await self._arrived.wait()
+
+    def fetch_count(self, key_id: str, year: int, month: int) -> int:
+        """How many times the usage endpoint was hit for this key and month.
+
+        Every hit counts, including those answered with an error or a fault.
+        """
+        return self._fetches[(key_id, year, month)]
+
+    def daily_fetch_count(self, year: int, month: int, *, org_id: str | None = None) -> int:
+        """How many times the daily endpoint was hit for this organization and month."""
+        return self._daily_fetches[(org_id or self.org_id, year, month)]
+
+    def reset_counters(self) -> None:
+        """Forget every request, count and ``fail_first`` attempt (rate limits stay as they are)."""
+        self.requests.clear()
+        self.rate_limited_count = 0
+        self.faults.reset()
+        self._fetches.clear()
+        self._daily_fetches.clear()
+        self._attempts.clear()
+
+    # -- expected values (no HTTP) ---------------------------------------------------------
+
+    def _key(self, key_id: str) -> KeyProfile:
+        try:
+            return self._keys[key_id]
+        except KeyError:
+            raise KeyError(f"the server has no API key {key_id!r}") from None
+
+    def _month_totals(self, key: KeyProfile, year: int, month: int) -> MonthTotals:
+        cache_key = (key.key_id, year, month)
+        totals = self._totals.get(cache_key)
+        if totals is None:
+            totals = month_totals(key_days(self.seed, key, year, month))
+            self._totals[cache_key] = totals
+        return totals
+
+    def expected_usage(self, key_id: str, year: int, month: int) -> dict[str, Any]:
+        """Return the usage body the server answers for this key and month.
+
+        Keys are snake_case whatever ``casing`` is; money is ``Decimal`` (totals and limits
+        with 2 decimals, ``average_cost_per_request`` with 4, zero without traffic); a key
+        without a limit has ``monthly_limit`` and ``remaining_budget`` None, status
+        ``"no_limit"`` and ``utilization_percentage`` 0.
+
+        Raises:
+            KeyError: the server has no such key.
+        """
+        key = self._key(key_id)
+        return usage_body(key, self._month_totals(key, year, month), year, month)
+
+    def _org_month(self, org_id: str, year: int, month: int) -> tuple[list[DayRow], MonthTotals]:
+        cache_key = (org_id, year, month)
+        cached = self._daily.get(cache_key)
+        if cached is None:
+            keys = self._orgs[org_id]
+            totals = MonthTotals()
+            for key in keys:
+                totals += self._month_totals(key, year, month)
+            cached = (org_days(self.seed, keys, year, month), totals)
+            self._daily[cache_key] = cached
+        return cached
+
+    def expected_daily(self, year: int, month: int, *, org_id: str | None = None) -> dict[str, Any]:
+        """Return the daily body the server answers, snake_case, without ``generated_at``.
+
+        ``daily_usage`` runs newest first and leaves out days without traffic.
+
+        Raises:
+            KeyError: the server does not know that organization.
+        """
+        org = org_id or self.org_id
+        rows, totals = self._org_month(org, year, month)
+        return daily_body(org, rows, totals, year, month)
+
+    def expected_keys(self, *, org_id: str | None = None) -> list[dict[str, Any]]:
+        """Return every key object of the listing, in order (``usage_limit_chf`` as Decimal).
+
+        Raises:
+            KeyError: the server does not know that organization.
+        """
+        return [key_object(k) for k in self._orgs[org_id or self.org_id]]
+
+    def expected_totals(
+        self,
+        key_ids: Iterable[str] | None = None,
+        *,
+        months: Iterable[MonthLike],
+        org_id: str | None = None,
+    ) -> ExpectedTotals:
+        """Sum the usage of ``key_ids`` (default: every key of ``org_id``) over ``months``.
+
+        Raises:
+            KeyError: an unknown key or organization.
+            ValueError: a month is not valid.
+        """
+        profiles = (
+            self._orgs[org_id or self.org_id]
+            if key_ids is None
+            else [self._key(k) for k in key_ids]
+        )
+        total = MonthTotals()
+        for year, month in (_month_of(m) for m in months):
+            for key in profiles:
+                total += self._month_totals(key, year, month)
+        return ExpectedTotals(total.requests, total.cost, total.synapses, total.neurons)
+
+    def expected_total_cost(
+        self,
+        key_ids: Iterable[str] | None = None,
+        *,
+        months: Iterable[MonthLike],
+        org_id: str | None = None,
+    ) -> Decimal:
+        """Sum of ``total_cost`` over ``key_ids`` x ``months``, exact (see :meth:`expected_totals`)."""
+        return self.expected_totals(key_ids, months=months, org_id=org_id).cost
+
+    def expected_total_requests(
+        self,
+        key_ids: Iterable[str] | None = None,
+        *,
+        months: Iterable[MonthLike],
+        org_id: str | None = None,
+    ) -> int:
+        """Sum of ``total_requests`` over ``key_ids`` x ``months`` (see :meth:`expected_totals`)."""
+        return self.expected_totals(key_ids, months=months, org_id=org_id).requests
+
+    def keys_with_status(
+        self, status: str, year: int, month: int, *, org_id: str | None = None
+    ) -> list[str]:
+        """IDs of the keys whose limit status that month is ``status`` (e.g. ``"exceeded"``)."""
+        return [
+            k.key_id
+            for k in self._orgs[org_id or self.org_id]
+            if self.expected_usage(k.key_id, year, month)["limit"]["status"] == status
+        ]
+
+    def keys_without_traffic(self, year: int, month: int, *, org_id: str | None = None) -> list[str]:
+        """IDs of the keys with zero requests that month."""
+        return [
+            k.key_id
+            for k in self._orgs[org_id or self.org_id]
+            if self._month_totals(k, year, month).requests == 0
+        ]
+
+    # -- serving ---------------------------------------------------------------------------
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, unless the server stops first: then hang up."""
+        assert self._closing is not None
+        if self._closing.is_set():
+            raise _Hangup
+        try:
+            await asyncio.wait_for(self._closing.wait(), seconds)
+        except asyncio.TimeoutError:
+            return
+        raise _Hangup
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        assert self._idle is not None
+        path, _, query = request.raw_path.partition("?")
+        record = RecordedRequest(request.method, path, query)
+        self.requests.append(record)
+        self._arrived.set()
+        self._inflight += 1
+        self._idle.clear()
+        try:
+            if self.latency:
+                await self._pause(self.latency)
+            response = await self._route(request, record, path)
+        except _Answer as answer:
+            response = answer.response
+        except _Hangup:
+            if record.fault is None:
+                record.fault = "dropped"
+            record.status = None
+            if request.transport is not None:
+                request.transport.close()
+            # Nothing reaches the client: the transport is already closed.
+            return web.Response(status=499)
+        finally:
+            self._inflight -= 1
+            if not self._inflight:
+                self._idle.set()
+        if record.status is None:
+            record.status = response.status
+        return response
+
+    async def _route(
+        self, request: web.Request, record: RecordedRequest, path: str
+    ) -> web.StreamResponse:
+        parts = [unquote(segment) for segment in path.split("/")[1:]]
+        kind: str | None = None
+        org_id = ""
+        if len(parts) == 6 and parts[:4] == ["v1", "analytics", "api-keys", "usage"]:
+            kind, org_id = "usage", parts[4]
+            self._count_usage(request, parts[5])
+        elif len(parts) == 5 and parts[:4] == ["v1", "analytics", "api-keys", "daily"]:
+            kind, org_id = "daily", parts[4]
+            self._count_daily(request, org_id)
+        elif len(parts) == 4 and parts[:2] == ["v1", "organizations"] and parts[3] == "api-keys":
+            kind, org_id = "list", parts[2]
+        if kind is None or not all(parts):
+            raise _error(404, "NOT_FOUND", "Not found", details={"path": path})
+        if request.method != "GET":
+            raise _error(
+                405,
+                "METHOD_NOT_ALLOWED",
+                "Method not allowed",
+                details={"method": request.method},
+                headers={"Allow": "GET"},
+            )
+        self._authenticate(request)
+        if org_id not in self._orgs:
+            raise _error(
+                403,
+                "ORGANIZATION_ACCESS_DENIED",
+                "Access denied to organization",
+                system_message="API key doesn't belong to organization",
+                error_type="authorization_error",
+                details={"organization_id": org_id},
+            )
+        rate_headers = self._rate_limit(org_id) if kind != "list" else {}
+        plan = self._plan(path, record.query_string)
+        await self._misbehave(plan, record)
+        if kind == "usage":
+            body = self._usage(request, org_id, parts[5])
+        elif kind == "daily":
+            body = self._daily_answer(request, org_id)
+        else:
+            body = self._listing(request, org_id)
+        if plan.slow:
+            self.faults.slow += 1
+            record.fault = "slow"
+            await self._pause(self.slow_delay)
+        if plan.truncate:
+            return await self._truncated(request, record, body, rate_headers, plan)
+        return _json(200, body, rate_headers)
+
+    def _authenticate(self, request: web.Request) -> None:
+        sent = request.headers.get("X-API-Key")
+        if not sent:
+            raise _error(
+                401,
+                "AUTHENTICATION_REQUIRED",
+                "Authentication required",
+                system_message="No API key provided",
+            )
+        if not secrets.compare_digest(sent.encode("utf-8"), self.api_key.encode("utf-8")):
+            raise _error(401, "INVALID_API_KEY", "Invalid API key")
+
+    def _rate_limit(self, org_id: str) -> dict[str, str]:
+        """Take a token of the organization's bucket; answer 429 when there is none."""
+        if self.requests_per_minute is None:
+            return {}
+        assert self.rate_limit_burst is not None
+        bucket = self._buckets.get(org_id)
+        if bucket is None:
+            bucket = TokenBucket(
+                self.requests_per_minute / 60, self.rate_limit_burst, time.monotonic
+            )
+            self._buckets[org_id] = bucket
+        allowed = bucket.take()
+        headers = {
+            "X-RateLimit-Limit": _number_text(self.requests_per_minute),
+            "X-RateLimit-Remaining": str(bucket.remaining),
+            "X-RateLimit-Reset": str(bucket.reset_epoch()),
+        }
+        if allowed:
+            return headers
+        self.rate_limited_count += 1
+        # Rounded up to the millisecond, so waiting exactly this long always finds a token.
+        wait = f"{math.ceil(bucket.retry_after() * 1000) / 1000:.3f}".rstrip("0").rstrip(".")
+        raise _error(
+            429,
+            "RATE_LIMIT_EXCEEDED",
+            "Rate limit exceeded",
+            system_message=f"More than {headers['X-RateLimit-Limit']} requests per minute",
+            details={"organization_id": org_id, "retry_after": RawNumber(wait)},
+            headers={**headers, "Retry-After": wait},
+        )
+
+    def _plan(self, path: str, query: str) -> Plan:
+        request_key = f"{path}?{query}"
+        attempt = self._attempts[request_key]
+        self._attempts[request_key] = attempt + 1
+        return plan_attempt(
+            seed=self.seed,
+            request_key=request_key,
+            attempt=attempt,
+            fail_first=self.fail_first,
+            error_rate=self.error_rate,
+            drop_rate=self.drop_rate,
+            truncate_rate=self.truncate_rate,
+            slow_rate=self.slow_rate,
+        )
+
+    async def _misbehave(self, plan: Plan, record: RecordedRequest) -> None:
+        """Give the planned fault answer, if the plan has one that replaces the answer."""
+        if plan.fail_first:
+            self.faults.fail_first += 1
+            record.fault = "fail_first"
+            raise _error(
+                503,
+                "SERVICE_UNAVAILABLE",
+                "Service temporarily unavailable",
+                error_type="server_error",
+            )
+        if plan.drop:
+            self.faults.dropped += 1
+            record.fault = "dropped"
+            raise _Hangup
+        if plan.error_status == 500:
+            self.faults.error_500 += 1
+            record.fault = "error_500"
+            raise _error(
+                500,
+                "INTERNAL_ERROR",
+                "An unexpected error occurred",
+                system_message="Database query failed",
+                error_type="server_error",
+            )
+        if plan.error_status == 502:
+            self.faults.error_502 += 1
+            record.fault = "error_502"
+            raise _Answer(web.Response(status=502, text=_BAD_GATEWAY_HTML, content_type="text/html"))
+        if plan.error_status == 503:
+            self.faults.error_503 += 1
+            record.fault = "error_503"
+            if plan.error_variant < 0.5:
+                raise _Answer(web.Response(status=503))
+            raise _error(
+                503,
+                "SERVICE_UNAVAILABLE",
+                "Service temporarily unavailable",
+                error_type="server_error",
+            )
+
+    async def _truncated(
+        self,
+        request: web.Request,
+        record: RecordedRequest,
+        body: Any,
+        headers: Mapping[str, str],
+        plan: Plan,
+    ) -> web.StreamResponse:
+        """Declare the whole body's length, send part of it, then close the connection."""
+        data = dumps(body)
+        response = web.StreamResponse(status=200, headers=headers)
+        response.content_type = "application/json"
+        response.content_length = len(data)
+        await response.prepare(request)
+        await response.write(data[: max(1, int(len(data) * plan.truncate_share))])
+        self.faults.truncated += 1
+        record.fault = "truncated"
+        record.status = 200
+        # close() still flushes what was written; the client then misses the rest.
+        if request.transport is not None:
+            request.transport.close()
+        return response
+
+    # -- the three endpoints ---------------------------------------------------------------
+
+    def _count_usage(self, request: web.Request, key_id: str) -> None:
+        try:
+            year, month = self._period(request, check=False)
+        except _Answer:
+            return
+        self._fetches[(key_id, year, month)] += 1
+
+    def _count_daily(self, request: web.Request, org_id: str) -> None:
+        try:
+            year, month = self._period(request, check=False)
+        except _Answer:
+            return
+        self._daily_fetches[(org_id, year, month)] += 1
+
+    def _period(self, request: web.Request, *, check: bool = True) -> tuple[int, int]:
+        """Read ``year`` and ``month`` (default: the current UTC month)."""
+        today = datetime.now(timezone.utc)
+        values = {"year": today.year, "month": today.month}
+        for name in values:
+            text = request.query.get(name)
+            if text is None:
+                continue
+            if not _INT.fullmatch(text):
+                raise self._invalid(name, text, "must be an integer")
+            values[name] = int(text)
+        if check and not 2020 <= values["year"] <= 2030:
+            raise self._invalid("year", values["year"], "must be from 2020 to 2030")
+        if check and not 1 <= values["month"] <= 12:
+            raise self._invalid("month", values["month"], "must be from 1 to 12")
+        return values["year"], values["month"]
+
+    @staticmethod
+    def _invalid(name: str, value: object, why: str) -> _Answer:
+        return _error(
+            400,
+            "INVALID_REQUEST",
+            "Invalid query parameters",
+            system_message=f"{name} {why}",
+            error_type="validation_error",
+            details={"parameter": name, "value": str(value)},
+        )
+
+    def _usage(self, request: web.Request, org_id: str, key_id: str) -> Any:
+        year, month = self._period(request)
+        key = self._keys.get(key_id)
+        if key is None:
+            raise _error(
+                404,
+                "API_KEY_NOT_FOUND",
+                "API key not found",
+                details={"api_key_id": key_id},
+            )
+        if key.organization_id != org_id:
+            raise _error(
+                403,
+                "ORGANIZATION_ACCESS_DENIED",
+                "You don't have permission to access this API key",
+                system_message="Authorization error",
+                details={"api_key_id": key_id, "organization_id": org_id},
+            )
+        body = usage_body(key, self._month_totals(key, year, month), year, month)
+        return recase(body, self.casing)
+
+    def _daily_answer(self, request: web.Request, org_id: str) -> Any:
+        year, month = self._period(request)
+        rows, totals = self._org_month(org_id, year, month)
+        body = daily_body(org_id, rows, totals, year, month)
+        # The daily page prints synapses and neurons as floats ("425000.0").
+        for row in body["daily_usage"]:
+            row["synapses"] = RawNumber(f"{row['synapses']}.0")
+            row["neurons"] = RawNumber(f"{row['neurons']}.0")
+        summary = body["summary"]
+        summary["total_synapses"] = RawNumber(f"{summary['total_synapses']}.0")
+        summary["total_neurons"] = RawNumber(f"{summary['total_neurons']}.0")
+        summary["generated_at"] = now_iso()
+        return recase(body, self.casing, DOCS_SNAKE_KEYS)
+
+    def _listing(self, request: web.Request, org_id: str) -> Any:
+        paging = {"page": 1, "page_size": _DEFAULT_PAGE_SIZE}
+        for name in paging:
+            text = request.query.get(name)
+            if text is None:
+                continue
+            if not _INT.fullmatch(text):
+                raise self._invalid(name, text, "must be an integer")
+            paging[name] = int(text)
+        page, size = paging["page"], paging["page_size"]
+        if page < 1:
+            raise self._invalid("page", page, "must be 1 or more")
+        if not 1 <= size <= _MAX_PAGE_SIZE:
+            raise self._invalid("page_size", size, f"must be from 1 to {_MAX_PAGE_SIZE}")
+        keys = self._orgs[org_id]
+        items = [key_object(k) for k in keys[(page - 1) * size : page * size]]
+        if self.list_shape == "keys":
+            return {"keys": items, "total": len(keys), "page": page, "page_size": size}
+        return {
+            "api_keys": items,
+            "pagination": {
+                "page": page,
+                "page_size": size,
+                "total_count": len(keys),
+                "total_pages": -(-len(keys) // size),
+            },
+        }
