@@ -78,6 +78,8 @@ async def _serve(args: argparse.Namespace) -> None:
         slow_rate=args.slow_rate,
         slow_delay=args.slow_delay,
         fail_first=args.fail_first,
+        # A standalone server may answer millions of requests: keep counts, not a log.
+        log_requests=False,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

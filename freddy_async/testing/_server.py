@@ -55,8 +55,9 @@ _BAD_GATEWAY_HTML = (
     "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
     "</body>\r\n</html>\r\n"
 )
-# Long enough for a slow answer to be cancelled by stop() rather than finish, short enough
-# that a stop never hangs a test suite.
+# stop() wakes every held-back answer, so handlers end at once; the drain timeout only matters
+# on a badly loaded machine, and aiohttp's shutdown timeout only for a handler stuck anyway.
+_DRAIN_TIMEOUT = 5.0
 _SHUTDOWN_TIMEOUT = 0.25
 
 
@@ -110,6 +111,9 @@ class ExpectedTotals:
     cost: Decimal
     synapses: int
     neurons: int
+
+
+_NO_FAULT = Plan()
 
 
 class _Hangup(Exception):
@@ -209,9 +213,13 @@ class FakeFreddyServer:
         slow_rate: Share of answers held back by ``slow_delay`` seconds.
         slow_delay: The hold-back of a slow answer, in seconds.
         fail_first: The first N attempts of each distinct request (path and query) answer 503.
+        log_requests: Keep every request in :attr:`requests`; a long-running server (the
+            standalone command) turns this off to keep its memory flat.
 
     Faults apply to the analytics and listing endpoints, after the authentication and
-    organization checks, and before the query is validated.
+    organization checks, and before the query is validated. The fault options
+    (``error_rate``, ``drop_rate``, ``truncate_rate``, ``latency``, ``slow_rate``,
+    ``slow_delay``, ``fail_first``) are attributes that may be changed on a running server.
 
     Raises:
         ValueError: an option is out of range.
@@ -237,6 +245,7 @@ class FakeFreddyServer:
         slow_rate: float = 0.0,
         slow_delay: float = 30.0,
         fail_first: int = 0,
+        log_requests: bool = True,
     ) -> None:
         if casing not in ("camel", "snake", "docs"):
             raise ValueError(f"casing must be 'camel', 'snake' or 'docs', not {casing!r}")
@@ -284,8 +293,10 @@ class FakeFreddyServer:
         self.slow_delay = _check_seconds("slow_delay", slow_delay)
         self.fail_first = fail_first
 
+        self.log_requests = log_requests
         self.requests: list[RecordedRequest] = []
         """Every request received, in arrival order (cleared by :meth:`reset_counters`)."""
+        self._request_count = 0
         self.rate_limited_count = 0
         """429 answers given by the rate limiter."""
         self.faults = FaultCounts()
@@ -320,9 +331,12 @@ class FakeFreddyServer:
         """
         if self._runner is not None:
             raise RuntimeError("the server is already running")
+        # Events bind to the loop that first uses them: fresh ones let a stopped server be
+        # started again on another loop (one per test, with pytest-asyncio).
         self._closing = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._arrived = asyncio.Event()
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT)
@@ -347,7 +361,7 @@ class FakeFreddyServer:
         # runner.cleanup() cancels whatever is still left after the wait.
         self._closing.set()
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), _SHUTDOWN_TIMEOUT)
+            await asyncio.wait_for(self._idle.wait(), _DRAIN_TIMEOUT)
         await runner.cleanup()
 
     async def __aenter__(self) -> FakeFreddyServer:
@@ -401,7 +415,7 @@ class FakeFreddyServer:
     @property
     def request_count(self) -> int:
         """Requests received on any path (since the last :meth:`reset_counters`)."""
-        return len(self.requests)
+        return self._request_count
 
     async def wait_for_requests(self, count: int = 1) -> None:
         """Return once at least ``count`` requests have arrived (since the last reset).
@@ -426,6 +440,7 @@ class FakeFreddyServer:
     def reset_counters(self) -> None:
         """Forget every request, count and ``fail_first`` attempt (rate limits stay as they are)."""
         self.requests.clear()
+        self._request_count = 0
         self.rate_limited_count = 0
         self.faults.reset()
         self._fetches.clear()
@@ -573,7 +588,9 @@ class FakeFreddyServer:
         assert self._idle is not None
         path, _, query = request.raw_path.partition("?")
         record = RecordedRequest(request.method, path, query)
-        self.requests.append(record)
+        self._request_count += 1
+        if self.log_requests:
+            self.requests.append(record)
         self._arrived.set()
         self._inflight += 1
         self._idle.clear()
@@ -584,8 +601,7 @@ class FakeFreddyServer:
         except _Answer as answer:
             response = answer.response
         except _Hangup:
-            if record.fault is None:
-                record.fault = "dropped"
+            # An injected drop has named itself; otherwise the server is stopping.
             record.status = None
             if request.transport is not None:
                 request.transport.close()
@@ -659,7 +675,8 @@ class FakeFreddyServer:
                 "Authentication required",
                 system_message="No API key provided",
             )
-        if not secrets.compare_digest(sent.encode("utf-8"), self.api_key.encode("utf-8")):
+        sent_bytes = sent.encode("utf-8", "surrogateescape")
+        if not secrets.compare_digest(sent_bytes, self.api_key.encode("utf-8")):
             raise _error(401, "INVALID_API_KEY", "Invalid API key")
 
     def _rate_limit(self, org_id: str) -> dict[str, str]:
@@ -694,6 +711,9 @@ class FakeFreddyServer:
         )
 
     def _plan(self, path: str, query: str) -> Plan:
+        rates = (self.error_rate, self.drop_rate, self.truncate_rate, self.slow_rate)
+        if not self.fail_first and not any(rates):
+            return _NO_FAULT  # and no attempt bookkeeping for a well-behaved server
         request_key = f"{path}?{query}"
         attempt = self._attempts[request_key]
         self._attempts[request_key] = attempt + 1
