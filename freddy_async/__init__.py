@@ -3,7 +3,7 @@
 Everything public is importable from here; the modules behind it are private.
 """
 
-from ._client import FreddyClient
+from ._client import ClientStats, FreddyClient
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -42,6 +42,7 @@ __all__ = [
     "ApiKeyUsage",
     "AuthenticationError",
     "BadRequestError",
+    "ClientStats",
     "DailyUsage",
     "DailyUsageSummary",
     "FreddyClient",

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
+import attrs
 from yarl import URL
 
 from . import _batch
@@ -31,7 +32,7 @@ from ._ratelimit import Pacers
 from ._retry import RetryPolicy, call_with_retries, parse_retry_after
 from ._version import __version__
 
-__all__ = ["DEFAULT_BASE_URL", "FreddyClient"]
+__all__ = ["DEFAULT_BASE_URL", "ClientStats", "FreddyClient"]
 
 T = TypeVar("T")
 
@@ -91,6 +92,18 @@ def _check_base_url(base_url: str, allow_insecure_http: bool) -> str:
             "API key in clear text; use https, or pass allow_insecure_http=True if you must"
         )
     return str(url).rstrip("/")
+
+
+@attrs.frozen
+class ClientStats:
+    """What a client has sent so far: a snapshot, for progress displays and monitoring.
+
+    ``requests`` counts every attempt put on the wire (first tries and retries alike);
+    ``retries`` the attempts that repeated an earlier one.
+    """
+
+    requests: int
+    retries: int
 
 
 class FreddyClient:
@@ -166,6 +179,8 @@ class FreddyClient:
         self._session = session
         self._owns_session = session is None
         self._closed = False
+        self._sent = 0
+        self._retries = 0
 
     def __repr__(self) -> str:
         return (
@@ -177,6 +192,11 @@ class FreddyClient:
     def base_url(self) -> str:
         """The API root every request goes to."""
         return self._base_url
+
+    @property
+    def stats(self) -> ClientStats:
+        """How many requests and retries this client has sent."""
+        return ClientStats(self._sent, self._retries)
 
     @property
     def max_concurrency(self) -> int:
@@ -225,10 +245,16 @@ class FreddyClient:
         url = URL(f"{self._base_url}{path}{'?' + query if query else ''}", encoded=True)
         pacer = self._pacers.get(org_id)
         what = f"GET {path}"
+        first = True
 
         async def attempt(timeout: float) -> Any:
+            nonlocal first
             async with self._slots:
                 await pacer.acquire()
+                self._sent += 1
+                if not first:
+                    self._retries += 1
+                first = False
                 try:
                     async with session.get(
                         url,

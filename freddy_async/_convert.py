@@ -92,7 +92,8 @@ def _to_int(value: Any, _: Any) -> int:
 
 
 def _to_float(value: Any, _: Any) -> float:
-    if type(value) is int or (type(value) is Decimal and value.is_finite()):
+    # parse_json gives int or Decimal; a float comes only from already-decoded data (a round trip).
+    if type(value) in (int, float) or (type(value) is Decimal and value.is_finite()):
         number = float(value)
         if number >= 0 and number != float("inf"):
             return number
@@ -239,6 +240,10 @@ _converter.register_structure_hook_factory(_is_homogeneous_tuple, _make_tuple_ho
 _converter.register_structure_hook_factory(attrs.has, _make_attrs_hook)
 
 # Unstructuring gives plain snake_case JSON values; Decimal stays Decimal so nothing is rounded.
+_converter.register_unstructure_hook_func(
+    lambda tp: tp == (LimitStatus | str),
+    lambda value: value.value if isinstance(value, LimitStatus) else value,
+)
 _converter.register_unstructure_hook(Decimal, lambda value: value)
 _converter.register_unstructure_hook(date, lambda value: value.isoformat())
 _converter.register_unstructure_hook(datetime, lambda value: value.isoformat())

@@ -17,6 +17,7 @@ EXPECTED_ALL = [
     "ApiKeyUsage",
     "AuthenticationError",
     "BadRequestError",
+    "ClientStats",
     "DailyUsage",
     "DailyUsageSummary",
     "FreddyClient",

@@ -17,6 +17,7 @@ from freddy_async import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
+    ClientStats,
     FreddyClient,
     InternalServerError,
     RateLimitError,
@@ -274,3 +275,17 @@ async def test_every_retry_is_logged_at_info(
     assert "trace_id=jkl-012-mno" in message
     assert f"{retry_waits(waits)[0]:.3f} s" in message
     assert "very-secret-key" not in message
+
+
+async def test_client_stats_count_requests_and_retries(
+    mocked: aioresponses, waits: list[RecordedWait]
+) -> None:
+    mocked.get(URL, status=503, body="")
+    mocked.get(URL, status=502, body="")
+    mocked.get(URL, payload=BODY)
+    mocked.get(URL, payload=BODY)
+    async with FreddyClient("k") as client:
+        assert client.stats == ClientStats(requests=0, retries=0)
+        await fetch(client)
+        await fetch(client)
+        assert client.stats == ClientStats(requests=4, retries=2)
