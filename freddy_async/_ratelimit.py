@@ -16,11 +16,11 @@ An organization that has none of these costs one attribute check per request.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Mapping
 
 from . import _clock
+from ._retry import header_number
 
 __all__ = ["OrgPacer", "Pacers"]
 
@@ -30,16 +30,6 @@ _BURST = 2.0
 _DEFAULT_PAUSE = 1.0
 # X-RateLimit-Reset below this is a delta in seconds, not epoch seconds (some servers send that).
 _EPOCH_THRESHOLD = 1e9
-
-
-def _number(text: str | None) -> float | None:
-    if text is None:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) and value >= 0 else None
 
 
 class OrgPacer:
@@ -127,13 +117,13 @@ class OrgPacer:
         if status == 429:
             pause = retry_after if retry_after is not None else _DEFAULT_PAUSE
             self._paused_until = max(self._paused_until, now + pause)
-        limit = _number(headers.get("X-RateLimit-Limit"))
+        limit = header_number(headers.get("X-RateLimit-Limit"))
         if limit and not self._fixed_rate and abs(limit / 60 - self._rate) > 1e-9:
             # The API's limits are per minute. Learned from an answer, the bucket starts empty:
             # the requests already sent have used this moment's share.
             self._set_rate(limit / 60, full=False)
-        remaining = _number(headers.get("X-RateLimit-Remaining"))
-        reset = _number(headers.get("X-RateLimit-Reset"))
+        remaining = header_number(headers.get("X-RateLimit-Remaining"))
+        reset = header_number(headers.get("X-RateLimit-Reset"))
         if remaining is not None and reset is not None:
             if reset >= _EPOCH_THRESHOLD:
                 reset -= time.time()

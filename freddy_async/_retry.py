@@ -22,7 +22,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 from . import _clock
 from ._errors import APIConnectionError, APIStatusError, FreddyError
 
-__all__ = ["RetryPolicy", "call_with_retries", "is_retryable", "parse_retry_after"]
+__all__ = ["RetryPolicy", "call_with_retries", "header_number", "is_retryable", "parse_retry_after"]
 
 T = TypeVar("T")
 
@@ -52,13 +52,13 @@ def is_retryable(exc: BaseException) -> bool:
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds the server asks us to wait: ``retry-after-ms``, then ``Retry-After`` as seconds
     (0 and fractions included) or as an HTTP date. ``None`` when absent or unreadable."""
-    millis = _non_negative(headers.get("retry-after-ms"))
+    millis = header_number(headers.get("retry-after-ms"))
     if millis is not None:
         return millis / 1000
     value = headers.get("Retry-After")
     if value is None:
         return None
-    seconds = _non_negative(value)
+    seconds = header_number(value)
     if seconds is not None:
         return seconds
     try:
@@ -70,14 +70,15 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
-def _non_negative(text: str | None) -> float | None:
+def header_number(text: str | None) -> float | None:
+    """A header's value as a finite number >= 0, or ``None`` when absent or not one."""
     if text is None:
         return None
     try:
         value = float(text)
     except ValueError:
         return None
-    # "-1", "nan" and "inf" are nonsense from the server; fall back to our own backoff.
+    # "-1", "nan" and "inf" are nonsense from a server: treated as if the header were absent.
     return value if 0 <= value < math.inf else None
 
 
