@@ -129,6 +129,11 @@ async def iter_usage(
                     f"asked for {month} of {key}, the server answered {outcome.period}",
                     path="month",
                 )
+            elif outcome.api_key_id != key:
+                entry.errors[month] = ResponseValidationError(
+                    f"asked for {key}, the server answered about {outcome.api_key_id}",
+                    path="apiKeyId",
+                )
             else:
                 entry.usage.append(outcome)
             entry.waiting -= 1

@@ -43,6 +43,8 @@ USER_AGENT = f"freddy-async/{__version__}"
 # An answer larger than this is not one of this API's bodies; refuse it rather than buffer it.
 MAX_BODY_BYTES = 8 * 1024 * 1024
 _MAX_ID_LENGTH = 256
+# A shorter "key" (a test's "k") would be found inside ordinary words.
+_MIN_REDACTED = 6
 # Path-unsafe or invisible characters: '/', '?', '#', '\', any whitespace or control character.
 _BAD_ID_CHARS = re.compile(r"[/?#\\\s\x00-\x1f\x7f-\x9f]")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -255,6 +257,7 @@ class FreddyClient:
                 if not first:
                     self._retries += 1
                 first = False
+                failure: FreddyError | None = None
                 try:
                     async with session.get(
                         url,
@@ -267,18 +270,22 @@ class FreddyClient:
                         headers = response.headers
                         reason = response.reason
                 except asyncio.TimeoutError:
-                    raise APITimeoutError(f"{what}: no answer within {timeout:.3g} s") from None
+                    failure = APITimeoutError(f"{what}: no answer within {timeout:.3g} s")
                 except aiohttp.ClientError as exc:
-                    raise APIConnectionError(f"{what}: {type(exc).__name__}: {exc}") from None
+                    failure = APIConnectionError(f"{what}: {type(exc).__name__}: {exc}")
+                if failure is not None:
+                    # Raised outside the except block, so with no __context__: aiohttp's
+                    # exception keeps the request's headers, the API key among them.
+                    raise failure
             if status >= 300 or "X-RateLimit-Remaining" in headers:
                 retry_after = parse_retry_after(headers)
                 pacer.observe(status, headers, retry_after)
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("%s -> %d (%d bytes)", what, status, len(body))
             if status >= 300:
-                text = body.decode("utf-8", "replace")
+                text = self._redact(body.decode("utf-8", "replace"))
                 if status < 400:
-                    location = headers.get("Location", "")
+                    location = self._redact(headers.get("Location", ""))
                     raise APIStatusError(
                         f"unexpected redirect to {location!r}; not followed", status=status,
                         body=text[:4096],
@@ -289,10 +296,15 @@ class FreddyClient:
                 # An error envelope with a 2xx status: still an error, typed by what it says.
                 env_status = data["error"].get("status") if isinstance(data["error"], dict) else None
                 error_status = env_status if type(env_status) is int and env_status >= 400 else 500
-                raise error_from_response(error_status, body.decode("utf-8", "replace"))
+                raise error_from_response(error_status, self._redact(body.decode("utf-8", "replace")))
             return data
 
         return await call_with_retries(attempt, self._policy, timeout=self._timeout, what=what)
+
+    def _redact(self, text: str) -> str:
+        # A server may repeat the key in an error answer, and exceptions end up in logs.
+        key = self._headers["X-API-Key"]
+        return text.replace(key, "[redacted]") if len(key) >= _MIN_REDACTED and key in text else text
 
     # -- endpoints -----------------------------------------------------------------------------
 
@@ -355,12 +367,16 @@ class FreddyClient:
     async def _walk_keys(self, org_id: str, page_size: int) -> AsyncIterator[ApiKey]:
         path = f"/v1/organizations/{_segment(org_id)}/api-keys"
         page = 1
+        seen: set[str] = set()
         while True:
             data = await self._get(org_id, path, f"page={page}&page_size={page_size}")
             result = structure_key_page(data, page, page_size)
-            for key in result.keys:
+            new = [key for key in result.keys if key.id not in seen]
+            for key in new:
+                seen.add(key.id)
                 yield key
-            if not result.has_more:
+            # A page with nothing new means the server ignores `page`: its counts cannot be trusted.
+            if not result.has_more or not new:
                 return
             page += 1
 
@@ -396,9 +412,19 @@ class FreddyClient:
         else:
             if isinstance(api_key_ids, str):
                 raise ValueError("api_key_ids must be a list of IDs, not a single string")
+            if not isinstance(api_key_ids, Iterable):
+                raise ValueError(f"api_key_ids must be a list of IDs, not {type(api_key_ids).__name__}")
             keys = [_check_id(key, "api_key_id") for key in api_key_ids]
 
         async def fetch(key_id: str, month: YearMonth) -> ApiKeyUsage:
+            if api_key_ids is None:
+                try:
+                    _check_id(key_id, "api_key_id")
+                except ValueError as exc:
+                    # Given IDs were checked up front; this one came from the key listing.
+                    raise ResponseValidationError(
+                        f"the key listing holds an unusable ID: {exc}", path="keys[].id"
+                    ) from None
             return await self.get_api_key_usage(org_id, key_id, month=month.month, year=month.year)
 
         return _batch.iter_usage(fetch, keys, month_list, concurrency=self._max_concurrency)
@@ -443,6 +469,8 @@ async def _read_body(response: aiohttp.ClientResponse) -> bytes:
     async for chunk in response.content.iter_chunked(64 * 1024):
         size += len(chunk)
         if size > MAX_BODY_BYTES:
+            if response.status >= 300:
+                break  # an error page only feeds a clipped message: its start is enough
             raise ResponseValidationError(
                 f"the answer is larger than {MAX_BODY_BYTES} bytes; refused"
             )

@@ -123,6 +123,8 @@ def unique_months(months: Iterable[MonthLike]) -> list[YearMonth]:
     if isinstance(months, (str, YearMonth)):
         # A lone "2025-11" would otherwise be iterated character by character.
         months = [months]
+    elif not isinstance(months, Iterable):
+        raise ValueError(f"months must be an iterable of months, not {type(months).__name__} {months!r}")
     result = sorted({YearMonth.coerce(m) for m in months})
     if not result:
         raise ValueError("months is empty: give at least one month")

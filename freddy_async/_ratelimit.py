@@ -28,6 +28,9 @@ __all__ = ["OrgPacer", "Pacers"]
 # token already earned) without letting through a burst a server would notice.
 _BURST = 2.0
 _DEFAULT_PAUSE = 1.0
+# The longest an organization is held on the server's word (as RetryPolicy.max_retry_after):
+# a Retry-After of days (a spent budget) must not park every later call for days.
+_MAX_PAUSE = 60.0
 # X-RateLimit-Reset below this is a delta in seconds, not epoch seconds (some servers send that).
 _EPOCH_THRESHOLD = 1e9
 
@@ -116,7 +119,7 @@ class OrgPacer:
         now = _clock.now()
         if status == 429:
             pause = retry_after if retry_after is not None else _DEFAULT_PAUSE
-            self._paused_until = max(self._paused_until, now + pause)
+            self._paused_until = max(self._paused_until, now + min(pause, _MAX_PAUSE))
         limit = header_number(headers.get("X-RateLimit-Limit"))
         if limit and not self._fixed_rate and abs(limit / 60 - self._rate) > 1e-9:
             # The API's limits are per minute. Learned from an answer, the bucket starts empty:
@@ -129,7 +132,7 @@ class OrgPacer:
                 reset -= time.time()
             if reset > 0:
                 self._budget = remaining
-                self._budget_reset = now + reset
+                self._budget_reset = now + min(reset, _MAX_PAUSE)
 
 
 class Pacers:
