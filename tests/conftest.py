@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 import aioresponses.core
+import pytest
+from aioresponses import aioresponses as Aioresponses
+
+from freddy_async.testing import RecordedWait, instant_retries
 
 # aioresponses 0.7.9 (the latest release) builds ClientResponse without the ``stream_writer``
 # argument that aiohttp 3.14 made required (pnuckowski/aioresponses#289). Supplying a stand-in
@@ -20,3 +25,17 @@ if "stream_writer" in inspect.signature(aiohttp.ClientResponse.__init__).paramet
             super().__init__(*args, **kwargs)
 
     aioresponses.core.ClientResponse = _CompatResponse  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def mock() -> Iterator[Aioresponses]:
+    """HTTP mocked with aioresponses: no request leaves the process."""
+    with Aioresponses() as m:
+        yield m
+
+
+@pytest.fixture
+def waits() -> Iterator[list[RecordedWait]]:
+    """Every wait of the client made instant for the test, and recorded."""
+    with instant_retries() as recorded:
+        yield recorded

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
@@ -19,15 +19,9 @@ from freddy_async import (
     PermissionDeniedError,
     YearMonth,
 )
-from freddy_async.testing import FakeFreddyServer, RecordedWait, instant_retries
+from freddy_async.testing import FakeFreddyServer, RecordedWait
 
 MONTHS = YearMonth.range("2025-01", "2025-03")
-
-
-@pytest.fixture
-def waits() -> Iterator[list[RecordedWait]]:
-    with instant_retries() as recorded:
-        yield recorded
 
 
 @contextlib.asynccontextmanager

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import os
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -26,12 +26,6 @@ DAILY_MONTHS = YearMonth.range("2020-01", "2030-12")  # every month the API acce
 KEYS = 200
 # Fails only guard against a hang (a semaphore slot or a pacer lock never given back).
 HANG_GUARD = 20.0
-
-
-@pytest.fixture
-def waits() -> Iterator[list[RecordedWait]]:
-    with instant_retries() as recorded:
-        yield recorded
 
 
 def client_tasks() -> list[asyncio.Task[Any]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -60,12 +59,6 @@ DAILY_BODY = """{"organization_id": "org_1",
 NOT_FOUND = """{"success": false, "error": {"code": "API_KEY_NOT_FOUND", "message": "API key not found",
  "system_message": "API key not found", "type": "client_error", "status": 404,
  "details": {"api_key_id": "apikey_123"}, "trace_id": "abc-123-def", "timestamp": "2025-11-19T10:30:00Z"}}"""
-
-
-@pytest.fixture
-def mock() -> Iterator[aioresponses]:
-    with aioresponses() as m:
-        yield m
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ are sent as raw JSON text (never ``payload=``), so that ``500.00`` reaches the c
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -196,12 +195,6 @@ def edit(text: str, path: str, value: Any = ..., *, rename: str | None = None) -
     else:
         node[int(last) if last.isdigit() else last] = value
     return dump(data)
-
-
-@pytest.fixture
-def mock() -> Iterator[aioresponses]:
-    with aioresponses() as m:
-        yield m
 
 
 async def fetch_usage(mock: aioresponses, body: str) -> ApiKeyUsage:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import pickle
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -130,12 +129,6 @@ ENVELOPE_CASES: list[tuple[str, int, str, type[APIStatusError], dict[str, Any]]]
         "trace_id": "trace-401",
         "timestamp": "2025-11-19T10:30:00Z"}),
 ]
-
-
-@pytest.fixture
-def mock() -> Iterator[aioresponses]:
-    with aioresponses() as m:
-        yield m
 
 
 async def raised(

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -33,7 +33,7 @@ from freddy_async import (
     ResponseValidationError,
     UnprocessableEntityError,
 )
-from freddy_async.testing import RecordedWait, instant_retries
+from freddy_async.testing import RecordedWait
 
 ORG = "org_1"
 KEY = "apikey_1"
@@ -152,12 +152,6 @@ async def raw_server(answer: Answer) -> AsyncIterator[RawServer]:
             handler.cancel()
         await asyncio.gather(*server.handlers, return_exceptions=True)
         await listener.wait_closed()
-
-
-@pytest.fixture
-def waits() -> Iterator[list[RecordedWait]]:
-    with instant_retries() as recorded:
-        yield recorded
 
 
 async def fetch(server: RawServer) -> ApiKeyUsage:

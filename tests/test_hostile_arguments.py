@@ -6,7 +6,7 @@ caller meant, an ID always one percent-encoded path segment, never a slash or a 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 from urllib.parse import unquote
@@ -20,15 +20,9 @@ from freddy_async import (
     PermissionDeniedError,
     YearMonth,
 )
-from freddy_async.testing import FakeFreddyServer, RecordedWait, instant_retries
+from freddy_async.testing import FakeFreddyServer, RecordedWait
 
 USAGE_PREFIX = ["v1", "analytics", "api-keys", "usage"]
-
-
-@pytest.fixture
-def waits() -> Iterator[list[RecordedWait]]:
-    with instant_retries() as recorded:
-        yield recorded
 
 
 @pytest_asyncio.fixture

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from aioresponses import aioresponses
 
 from freddy_async import FreddyClient, RateLimitError
-from freddy_async.testing import RecordedWait, instant_retries
+from freddy_async.testing import RecordedWait
 
 BASE = "https://api.aitronos.com/v1/analytics/api-keys/usage"
 
@@ -29,18 +28,6 @@ def url(org: str, key: str) -> str:
     return f"{BASE}/{org}/{key}?month=11&year=2025"
 
 
-@pytest.fixture
-def mocked() -> Iterator[aioresponses]:
-    with aioresponses() as m:
-        yield m
-
-
-@pytest.fixture
-def waits() -> Iterator[list[RecordedWait]]:
-    with instant_retries() as recorded:
-        yield recorded
-
-
 async def get(client: FreddyClient, org: str, key: str) -> None:
     await client.get_api_key_usage(org, key, month=11, year=2025)
 
@@ -50,12 +37,12 @@ def of_kind(waits: list[RecordedWait], kind: str, org: str | None = None) -> lis
 
 
 async def test_a_429_pauses_the_whole_organization_but_not_others(
-    mocked: aioresponses, waits: list[RecordedWait]
+    mock: aioresponses, waits: list[RecordedWait]
 ) -> None:
-    mocked.get(url("org_a", "k0"), status=429, headers={"Retry-After": "5"}, body="")
+    mock.get(url("org_a", "k0"), status=429, headers={"Retry-After": "5"}, body="")
     for key in ("k1", "k2", "k3"):
-        mocked.get(url("org_a", key), payload=body("org_a", key))
-        mocked.get(url("org_b", key), payload=body("org_b", key))
+        mock.get(url("org_a", key), payload=body("org_a", key))
+        mock.get(url("org_b", key), payload=body("org_b", key))
     async with FreddyClient("k", max_retries=0) as client:
         with pytest.raises(RateLimitError):
             await get(client, "org_a", "k0")
@@ -69,25 +56,25 @@ async def test_a_429_pauses_the_whole_organization_but_not_others(
 
 
 async def test_retrying_task_and_waiting_tasks_share_one_pause(
-    mocked: aioresponses, waits: list[RecordedWait]
+    mock: aioresponses, waits: list[RecordedWait]
 ) -> None:
-    mocked.get(url("org_a", "k0"), status=429, headers={"Retry-After": "3"}, body="")
-    mocked.get(url("org_a", "k0"), payload=body("org_a", "k0"))
-    mocked.get(url("org_a", "k1"), payload=body("org_a", "k1"))
+    mock.get(url("org_a", "k0"), status=429, headers={"Retry-After": "3"}, body="")
+    mock.get(url("org_a", "k0"), payload=body("org_a", "k0"))
+    mock.get(url("org_a", "k1"), payload=body("org_a", "k1"))
     async with FreddyClient("k") as client:
         await get(client, "org_a", "k0")
         await get(client, "org_a", "k1")
     # The retry waited out the Retry-After; the pause it set was over by then, so no double wait.
     assert of_kind(waits, "retry") == [3.0]
     assert of_kind(waits, "pause") == []
-    assert sum(len(v) for v in mocked.requests.values()) == 3
+    assert sum(len(v) for v in mock.requests.values()) == 3
 
 
 async def test_requests_per_minute_paces_requests(
-    mocked: aioresponses, waits: list[RecordedWait]
+    mock: aioresponses, waits: list[RecordedWait]
 ) -> None:
     for key in ("k1", "k2", "k3", "k4"):
-        mocked.get(url("org_a", key), payload=body("org_a", key))
+        mock.get(url("org_a", key), payload=body("org_a", key))
     async with FreddyClient("k", requests_per_minute=120) as client:
         for key in ("k1", "k2", "k3", "k4"):
             await get(client, "org_a", key)
@@ -98,12 +85,12 @@ async def test_requests_per_minute_paces_requests(
 
 
 async def test_server_rate_limit_header_sets_the_pace(
-    mocked: aioresponses, waits: list[RecordedWait]
+    mock: aioresponses, waits: list[RecordedWait]
 ) -> None:
     reset = str(int(time.time()) + 60)
     headers = {"X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "50", "X-RateLimit-Reset": reset}
     for key in ("k1", "k2", "k3"):
-        mocked.get(url("org_a", key), payload=body("org_a", key), headers=headers)
+        mock.get(url("org_a", key), payload=body("org_a", key), headers=headers)
     async with FreddyClient("k") as client:
         for key in ("k1", "k2", "k3"):
             await get(client, "org_a", key)
@@ -114,13 +101,13 @@ async def test_server_rate_limit_header_sets_the_pace(
 
 
 async def test_an_exhausted_budget_waits_for_the_reset(
-    mocked: aioresponses, waits: list[RecordedWait]
+    mock: aioresponses, waits: list[RecordedWait]
 ) -> None:
     reset = time.time() + 20
-    mocked.get(url("org_a", "k1"), payload=body("org_a", "k1"),
+    mock.get(url("org_a", "k1"), payload=body("org_a", "k1"),
                headers={"X-RateLimit-Remaining": "1", "X-RateLimit-Reset": str(int(reset))})
     for key in ("k2", "k3"):
-        mocked.get(url("org_a", key), payload=body("org_a", key))
+        mock.get(url("org_a", key), payload=body("org_a", key))
     async with FreddyClient("k") as client:
         await get(client, "org_a", "k1")
         await get(client, "org_a", "k2")  # uses the one request left
@@ -130,14 +117,14 @@ async def test_an_exhausted_budget_waits_for_the_reset(
 
 
 async def test_a_budget_spent_by_others_holds_one_interval_when_pacing(
-    mocked: aioresponses, waits: list[RecordedWait]
+    mock: aioresponses, waits: list[RecordedWait]
 ) -> None:
     # With a known rate, an exhausted budget means another client shares the quota: hold one
     # interval and probe, rather than stall until a reset that may be a whole minute away.
     reset = str(int(time.time()) + 60)
-    mocked.get(url("org_a", "k1"), payload=body("org_a", "k1"),
+    mock.get(url("org_a", "k1"), payload=body("org_a", "k1"),
                headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset})
-    mocked.get(url("org_a", "k2"), payload=body("org_a", "k2"))
+    mock.get(url("org_a", "k2"), payload=body("org_a", "k2"))
     async with FreddyClient("k", requests_per_minute=600) as client:
         await get(client, "org_a", "k1")
         await get(client, "org_a", "k2")
@@ -145,11 +132,11 @@ async def test_a_budget_spent_by_others_holds_one_interval_when_pacing(
 
 
 async def test_reset_given_as_delta_seconds_is_understood(
-    mocked: aioresponses, waits: list[RecordedWait]
+    mock: aioresponses, waits: list[RecordedWait]
 ) -> None:
-    mocked.get(url("org_a", "k1"), payload=body("org_a", "k1"),
+    mock.get(url("org_a", "k1"), payload=body("org_a", "k1"),
                headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "7"})
-    mocked.get(url("org_a", "k2"), payload=body("org_a", "k2"))
+    mock.get(url("org_a", "k2"), payload=body("org_a", "k2"))
     async with FreddyClient("k") as client:
         await get(client, "org_a", "k1")
         await get(client, "org_a", "k2")
@@ -157,10 +144,10 @@ async def test_reset_given_as_delta_seconds_is_understood(
 
 
 async def test_no_rate_limit_information_means_no_waits(
-    mocked: aioresponses, waits: list[RecordedWait]
+    mock: aioresponses, waits: list[RecordedWait]
 ) -> None:
     for key in ("k1", "k2", "k3"):
-        mocked.get(url("org_a", key), payload=body("org_a", key))
+        mock.get(url("org_a", key), payload=body("org_a", key))
     async with FreddyClient("k") as client:
         await asyncio.gather(*(get(client, "org_a", key) for key in ("k1", "k2", "k3")))
     assert waits == []

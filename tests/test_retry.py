@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import Any
@@ -23,7 +22,7 @@ from freddy_async import (
     RateLimitError,
     ResponseValidationError,
 )
-from freddy_async.testing import RecordedWait, instant_retries
+from freddy_async.testing import RecordedWait
 
 ORG = "org_1"
 KEY = "apikey_1"
@@ -44,18 +43,6 @@ ENVELOPE_500 = {"success": False, "error": {"code": "INTERNAL_ERROR", "type": "s
                                             "status": 500, "trace_id": "jkl-012-mno"}}
 
 
-@pytest.fixture
-def mocked() -> Iterator[aioresponses]:
-    with aioresponses() as m:
-        yield m
-
-
-@pytest.fixture
-def waits() -> Iterator[list[RecordedWait]]:
-    with instant_retries() as recorded:
-        yield recorded
-
-
 def calls(m: aioresponses) -> int:
     return sum(len(v) for v in m.requests.values())
 
@@ -69,15 +56,15 @@ async def fetch(client: FreddyClient) -> Any:
 
 
 async def test_503_503_200_succeeds_on_the_third_attempt(
-    mocked: aioresponses, waits: list[RecordedWait]
+    mock: aioresponses, waits: list[RecordedWait]
 ) -> None:
-    mocked.get(URL, status=503, body="")
-    mocked.get(URL, status=503, payload=ENVELOPE_500)
-    mocked.get(URL, payload=BODY)
+    mock.get(URL, status=503, body="")
+    mock.get(URL, status=503, payload=ENVELOPE_500)
+    mock.get(URL, payload=BODY)
     async with FreddyClient("k") as client:
         usage = await fetch(client)
     assert usage.api_key_id == KEY
-    assert calls(mocked) == 3
+    assert calls(mock) == 3
     first, second = retry_waits(waits)
     # Full jitter below the exponential ceiling: 0.5 s, then 1 s.
     assert 0 <= first <= 0.5
@@ -86,52 +73,52 @@ async def test_503_503_200_succeeds_on_the_third_attempt(
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
 async def test_client_errors_are_tried_exactly_once(
-    mocked: aioresponses, waits: list[RecordedWait], status: int
+    mock: aioresponses, waits: list[RecordedWait], status: int
 ) -> None:
-    mocked.get(URL, status=status, payload={"success": False, "error": {"code": "X", "message": "no"}},
+    mock.get(URL, status=status, payload={"success": False, "error": {"code": "X", "message": "no"}},
                repeat=True)
     async with FreddyClient("k") as client:
         with pytest.raises(APIStatusError) as info:
             await fetch(client)
     assert info.value.status == status
     assert info.value.attempts == 1
-    assert calls(mocked) == 1
+    assert calls(mock) == 1
     assert waits == []
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504, 599])
 async def test_retryable_statuses_are_retried(
-    mocked: aioresponses, waits: list[RecordedWait], status: int
+    mock: aioresponses, waits: list[RecordedWait], status: int
 ) -> None:
-    mocked.get(URL, status=status, body="")
-    mocked.get(URL, payload=BODY)
+    mock.get(URL, status=status, body="")
+    mock.get(URL, payload=BODY)
     async with FreddyClient("k") as client:
         await fetch(client)
-    assert calls(mocked) == 2
+    assert calls(mock) == 2
 
 
 async def test_exhausted_retries_raise_the_last_error_with_attempts(
-    mocked: aioresponses, waits: list[RecordedWait]
+    mock: aioresponses, waits: list[RecordedWait]
 ) -> None:
-    mocked.get(URL, status=503, payload=ENVELOPE_500, repeat=True)
+    mock.get(URL, status=503, payload=ENVELOPE_500, repeat=True)
     async with FreddyClient("k", max_retries=4) as client:
         with pytest.raises(InternalServerError) as info:
             await fetch(client)
     assert info.value.attempts == 5
     assert info.value.trace_id == "jkl-012-mno"
-    assert calls(mocked) == 5
+    assert calls(mock) == 5
     assert "after 5 attempts" in str(info.value)
 
 
 async def test_max_retries_zero_disables_retries(
-    mocked: aioresponses, waits: list[RecordedWait]
+    mock: aioresponses, waits: list[RecordedWait]
 ) -> None:
-    mocked.get(URL, status=503, body="", repeat=True)
+    mock.get(URL, status=503, body="", repeat=True)
     async with FreddyClient("k", max_retries=0) as client:
         with pytest.raises(InternalServerError) as info:
             await fetch(client)
     assert info.value.attempts == 1
-    assert calls(mocked) == 1
+    assert calls(mock) == 1
 
 
 @pytest.mark.parametrize(
@@ -144,26 +131,26 @@ async def test_max_retries_zero_disables_retries(
     ],
 )
 async def test_transport_failures_are_retried_then_typed(
-    mocked: aioresponses, waits: list[RecordedWait], exception: Exception,
+    mock: aioresponses, waits: list[RecordedWait], exception: Exception,
     expected: type[Exception],
 ) -> None:
     for _ in range(3):
-        mocked.get(URL, exception=exception)
+        mock.get(URL, exception=exception)
     async with FreddyClient("k", max_retries=2) as client:
         with pytest.raises(expected) as info:
             await fetch(client)
     assert info.value.attempts == 3  # type: ignore[attr-defined]
-    assert calls(mocked) == 3
+    assert calls(mock) == 3
 
 
 async def test_a_body_that_does_not_fit_is_not_retried(
-    mocked: aioresponses, waits: list[RecordedWait]
+    mock: aioresponses, waits: list[RecordedWait]
 ) -> None:
-    mocked.get(URL, body="{not json", repeat=True)
+    mock.get(URL, body="{not json", repeat=True)
     async with FreddyClient("k") as client:
         with pytest.raises(ResponseValidationError):
             await fetch(client)
-    assert calls(mocked) == 1
+    assert calls(mock) == 1
 
 
 @pytest.mark.parametrize(
@@ -178,19 +165,19 @@ async def test_a_body_that_does_not_fit_is_not_retried(
     ],
 )
 async def test_retry_after_sets_the_wait(
-    mocked: aioresponses, waits: list[RecordedWait], headers: dict[str, str], expected: float
+    mock: aioresponses, waits: list[RecordedWait], headers: dict[str, str], expected: float
 ) -> None:
-    mocked.get(URL, status=429, headers=headers, body="")
-    mocked.get(URL, payload=BODY)
+    mock.get(URL, status=429, headers=headers, body="")
+    mock.get(URL, payload=BODY)
     async with FreddyClient("k") as client:
         await fetch(client)
     assert retry_waits(waits) == [pytest.approx(expected)]
 
 
-async def test_retry_after_as_http_date(mocked: aioresponses, waits: list[RecordedWait]) -> None:
+async def test_retry_after_as_http_date(mock: aioresponses, waits: list[RecordedWait]) -> None:
     when = datetime.now(timezone.utc) + timedelta(seconds=30)
-    mocked.get(URL, status=503, headers={"Retry-After": format_datetime(when, usegmt=True)}, body="")
-    mocked.get(URL, payload=BODY)
+    mock.get(URL, status=503, headers={"Retry-After": format_datetime(when, usegmt=True)}, body="")
+    mock.get(URL, payload=BODY)
     async with FreddyClient("k") as client:
         await fetch(client)
     (wait,) = retry_waits(waits)
@@ -198,10 +185,10 @@ async def test_retry_after_as_http_date(mocked: aioresponses, waits: list[Record
 
 
 async def test_retry_after_is_capped_at_60_seconds(
-    mocked: aioresponses, waits: list[RecordedWait]
+    mock: aioresponses, waits: list[RecordedWait]
 ) -> None:
-    mocked.get(URL, status=503, headers={"Retry-After": "100"}, body="")
-    mocked.get(URL, payload=BODY)
+    mock.get(URL, status=503, headers={"Retry-After": "100"}, body="")
+    mock.get(URL, payload=BODY)
     async with FreddyClient("k", retry_deadline=600) as client:
         await fetch(client)
     assert retry_waits(waits) == [60.0]
@@ -209,10 +196,10 @@ async def test_retry_after_is_capped_at_60_seconds(
 
 @pytest.mark.parametrize("value", ["-1", "abc", "nan", ""])
 async def test_unreadable_retry_after_falls_back_to_backoff(
-    mocked: aioresponses, waits: list[RecordedWait], value: str
+    mock: aioresponses, waits: list[RecordedWait], value: str
 ) -> None:
-    mocked.get(URL, status=503, headers={"Retry-After": value}, body="")
-    mocked.get(URL, payload=BODY)
+    mock.get(URL, status=503, headers={"Retry-After": value}, body="")
+    mock.get(URL, payload=BODY)
     async with FreddyClient("k") as client:
         await fetch(client)
     (wait,) = retry_waits(waits)
@@ -220,50 +207,50 @@ async def test_unreadable_retry_after_falls_back_to_backoff(
 
 
 async def test_429_asking_longer_than_the_deadline_is_raised_at_once(
-    mocked: aioresponses, waits: list[RecordedWait]
+    mock: aioresponses, waits: list[RecordedWait]
 ) -> None:
-    mocked.get(URL, status=429, headers={"Retry-After": str(10 * 24 * 3600)}, body="", repeat=True)
+    mock.get(URL, status=429, headers={"Retry-After": str(10 * 24 * 3600)}, body="", repeat=True)
     async with FreddyClient("k", retry_deadline=60) as client:
         with pytest.raises(RateLimitError) as info:
             await fetch(client)
     assert info.value.retry_after == 10 * 24 * 3600
     assert info.value.attempts == 1
-    assert calls(mocked) == 1
+    assert calls(mock) == 1
     assert retry_waits(waits) == []
 
 
 async def test_the_deadline_wins_over_max_retries(
-    mocked: aioresponses, waits: list[RecordedWait]
+    mock: aioresponses, waits: list[RecordedWait]
 ) -> None:
-    mocked.get(URL, status=503, headers={"Retry-After": "2"}, body="", repeat=True)
+    mock.get(URL, status=503, headers={"Retry-After": "2"}, body="", repeat=True)
     async with FreddyClient("k", max_retries=10, retry_deadline=5) as client:
         with pytest.raises(InternalServerError) as info:
             await fetch(client)
     # Waits of 2 s: after 2 of them only ~1 s of the 5 s deadline is left, so the third is not made.
     assert retry_waits(waits) == [2.0, 2.0]
     assert info.value.attempts == 3
-    assert calls(mocked) == 3
+    assert calls(mock) == 3
 
 
-async def test_a_cancelled_call_stops_retrying_at_once(mocked: aioresponses) -> None:
+async def test_a_cancelled_call_stops_retrying_at_once(mock: aioresponses) -> None:
     # No instant waits here: the call really sleeps for its 30 s Retry-After, and is cancelled.
-    mocked.get(URL, status=503, headers={"Retry-After": "30"}, body="", repeat=True)
+    mock.get(URL, status=503, headers={"Retry-After": "30"}, body="", repeat=True)
     async with FreddyClient("k") as client:
         task = asyncio.create_task(fetch(client))
-        while calls(mocked) == 0:
+        while calls(mock) == 0:
             await asyncio.sleep(0)
         await asyncio.sleep(0)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-    assert calls(mocked) == 1
+    assert calls(mock) == 1
 
 
 async def test_every_retry_is_logged_at_info(
-    mocked: aioresponses, waits: list[RecordedWait], caplog: pytest.LogCaptureFixture
+    mock: aioresponses, waits: list[RecordedWait], caplog: pytest.LogCaptureFixture
 ) -> None:
-    mocked.get(URL, status=500, payload=ENVELOPE_500)
-    mocked.get(URL, payload=BODY)
+    mock.get(URL, status=500, payload=ENVELOPE_500)
+    mock.get(URL, payload=BODY)
     with caplog.at_level(logging.INFO, logger="freddy_async"):
         async with FreddyClient("very-secret-key") as client:
             await fetch(client)
@@ -278,12 +265,12 @@ async def test_every_retry_is_logged_at_info(
 
 
 async def test_client_stats_count_requests_and_retries(
-    mocked: aioresponses, waits: list[RecordedWait]
+    mock: aioresponses, waits: list[RecordedWait]
 ) -> None:
-    mocked.get(URL, status=503, body="")
-    mocked.get(URL, status=502, body="")
-    mocked.get(URL, payload=BODY)
-    mocked.get(URL, payload=BODY)
+    mock.get(URL, status=503, body="")
+    mock.get(URL, status=502, body="")
+    mock.get(URL, payload=BODY)
+    mock.get(URL, payload=BODY)
     async with FreddyClient("k") as client:
         assert client.stats == ClientStats(requests=0, retries=0)
         await fetch(client)

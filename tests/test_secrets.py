@@ -20,7 +20,7 @@ import ssl
 import subprocess
 import sys
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,17 +43,11 @@ from freddy_async import (
     ResponseValidationError,
     UnprocessableEntityError,
 )
-from freddy_async.testing import FakeFreddyServer, RecordedWait, instant_retries
+from freddy_async.testing import FakeFreddyServer, RecordedWait
 
 SECRET = "fk_live_S3cr3t-K3y-0123456789abcdef"
 WRONG = "fk_wrong_N0t-Th3-K3y-9876543210fedcba"
 PACKAGE = Path(freddy_async.__file__).resolve().parent
-
-
-@pytest.fixture
-def waits() -> Iterator[list[RecordedWait]]:
-    with instant_retries() as recorded:
-        yield recorded
 
 
 def texts_of(exc: BaseException) -> list[str]:

@@ -11,15 +11,13 @@ import gc
 import os
 import warnings
 from collections import Counter
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import aiohttp
-import pytest
 
 from freddy_async import APIConnectionError, FreddyClient, FreddyError, YearMonth
-from freddy_async.testing import FakeFreddyServer, RecordedWait, instant_retries
+from freddy_async.testing import FakeFreddyServer, RecordedWait
 
 KEYS = 500
 MONTHS = YearMonth.range("2025-01", "2025-04")
@@ -46,12 +44,6 @@ RETRY_DEADLINE = 3600.0
 # An answer held back for slow_delay meets the client's timeout first and is retried.
 TIMEOUT = 0.5
 SLOW_DELAY = 1.5
-
-
-@pytest.fixture
-def waits() -> Iterator[list[RecordedWait]]:
-    with instant_retries() as recorded:
-        yield recorded
 
 
 def client_tasks() -> list[asyncio.Task[Any]]:
