@@ -3,7 +3,9 @@
 Backoff between retries, the shared pause after a 429 and client-side pacing all sleep through
 :func:`sleep` and read time through :func:`now`. Inside :func:`instant_waits` the sleeps return at
 once and move a virtual clock forward instead, and each one is recorded; tasks started inside the
-block share that clock because it lives in a context variable.
+block share that clock because it lives in a context variable. Being one clock, it adds up the
+waits of concurrent tasks rather than overlapping them: under heavy concurrency a call's
+``retry_deadline`` passes sooner than it would in real time.
 """
 
 from __future__ import annotations

@@ -288,3 +288,24 @@ async def test_a_429_pause_is_per_organization(waits: list[RecordedWait]) -> Non
         )
     pauses = {w.org_id for w in waits if w.kind in ("pause", "pace")}
     assert "org_other" not in pauses
+
+
+async def test_the_batch_leaves_the_loop_free_for_other_work(waits: list[RecordedWait]) -> None:
+    ticks = 0
+    stop = asyncio.Event()
+
+    async def heartbeat() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            await asyncio.sleep(0)
+
+    async with serve(keys=50) as (server, client):
+        beat = asyncio.create_task(heartbeat())
+        seen_between: list[int] = []
+        async for _report in client.iter_api_key_usage(server.org_id, months=MONTHS):
+            seen_between.append(ticks)
+        stop.set()
+        await beat
+    # The other task kept running between the reports, not only before or after the batch.
+    assert len(set(seen_between)) > 10
