@@ -14,7 +14,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from typing import TypeVar
 
 import attrs
@@ -34,7 +42,6 @@ T = TypeVar("T")
 Item = TypeVar("Item")
 
 UsageFetch = Callable[[str, YearMonth], Awaitable[ApiKeyUsage]]
-_Outcome = ApiKeyUsage | FreddyError
 
 # These fail every request of the batch alike; recording them per job would only hide that.
 _BATCH_FATAL = (AuthenticationError, PermissionDeniedError)
@@ -53,30 +60,24 @@ class _Partial:
         return KeyUsageReport(key_id, tuple(self.usage), self.errors)
 
 
-async def _jobs(
-    keys: Iterable[str] | AsyncIterator[str], months: Sequence[YearMonth]
+def _sync_jobs(keys: Iterable[str], months: Sequence[YearMonth]) -> Iterator[tuple[str, YearMonth]]:
+    seen: set[str] = set()
+    for key in keys:
+        if key not in seen:
+            seen.add(key)
+            for month in months:
+                yield key, month
+
+
+async def _async_jobs(
+    keys: AsyncIterator[str], months: Sequence[YearMonth]
 ) -> AsyncGenerator[tuple[str, YearMonth], None]:
     seen: set[str] = set()
-    if isinstance(keys, AsyncIterator):
-        async for key in keys:
-            if key not in seen:
-                seen.add(key)
-                for month in months:
-                    yield key, month
-    else:
-        for key in keys:
-            if key not in seen:
-                seen.add(key)
-                for month in months:
-                    yield key, month
-
-
-async def _run(fetch: UsageFetch, key: str, month: YearMonth) -> tuple[str, YearMonth, _Outcome]:
-    try:
-        usage = await fetch(key, month)
-    except FreddyError as exc:
-        return key, month, exc
-    return key, month, usage
+    async for key in keys:
+        if key not in seen:
+            seen.add(key)
+            for month in months:
+                yield key, month
 
 
 async def _cancel(tasks: Iterable[asyncio.Task[T]]) -> None:
@@ -85,6 +86,20 @@ async def _cancel(tasks: Iterable[asyncio.Task[T]]) -> None:
         task.cancel()
     # Awaiting them retrieves every result and exception, so nothing is reported as lost.
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _WorkerDone:
+    """Put by a worker that found no job left."""
+
+
+class _Stop:
+    """Put by a worker that hit a batch-fatal error, or a bug (any exception but a FreddyError)."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+
+_DONE = _WorkerDone()
 
 
 async def iter_usage(
@@ -96,53 +111,99 @@ async def iter_usage(
 ) -> AsyncIterator[KeyUsageReport]:
     """Yield one :class:`KeyUsageReport` per distinct key, in completion order."""
     loop = asyncio.get_running_loop()
-    finished: asyncio.Queue[asyncio.Task[tuple[str, YearMonth, _Outcome]]] = asyncio.Queue()
-    running: set[asyncio.Task[tuple[str, YearMonth, _Outcome]]] = set()
+    # Workers file each job's outcome under its key themselves and hand over whole reports, so
+    # the caller's task wakes once per key, not once per request. Bounded: while the caller is
+    # busy with a report, at most `concurrency` reports wait here and the workers stop taking
+    # jobs, so memory stays flat however slow the caller is.
+    reports: asyncio.Queue[KeyUsageReport | _WorkerDone | _Stop] = asyncio.Queue(maxsize=concurrency)
     partial: dict[str, _Partial] = {}
-    jobs = _jobs(keys, months)
-    more = True
-    try:
-        while True:
-            while more and len(running) < concurrency:
-                job = await anext(jobs, None)
+    n_months = len(months)
+    sync_jobs: Iterator[tuple[str, YearMonth]] | None = None
+    async_jobs: AsyncGenerator[tuple[str, YearMonth], None] | None = None
+    if isinstance(keys, AsyncIterator):
+        async_jobs = _async_jobs(keys, months)
+    else:
+        sync_jobs = _sync_jobs(keys, months)
+    # An async generator must not be advanced by two tasks at once (one may be awaiting the
+    # next page of keys); a plain generator needs no lock.
+    job_lock = asyncio.Lock()
+    workers: list[asyncio.Task[None]] = []
+    stopping = False
+
+    async def worker() -> None:
+        nonlocal stopping
+        while not stopping:
+            try:
+                if sync_jobs is not None:
+                    job = next(sync_jobs, None)
+                else:
+                    assert async_jobs is not None
+                    async with job_lock:
+                        job = await anext(async_jobs, None)
                 if job is None:
-                    more = False
                     break
                 key, month = job
-                if key not in partial:
-                    partial[key] = _Partial(len(months))
-                task = loop.create_task(_run(fetch, key, month))
-                task.add_done_callback(finished.put_nowait)
-                running.add(task)
-            if not running:
+                entry = partial.get(key)
+                if entry is None:
+                    entry = partial[key] = _Partial(n_months)
+                try:
+                    usage = await fetch(key, month)
+                except _BATCH_FATAL as exc:
+                    # Every worker stops taking jobs at once, not once the caller has read it.
+                    stopping = True
+                    await reports.put(_Stop(exc))
+                    return
+                except FreddyError as exc:
+                    entry.errors[month] = exc
+                else:
+                    if (usage.year, usage.month) != (month.year, month.month):
+                        entry.errors[month] = ResponseValidationError(
+                            f"asked for {month} of {key}, the server answered {usage.period}",
+                            path="month",
+                        )
+                    elif usage.api_key_id != key:
+                        entry.errors[month] = ResponseValidationError(
+                            f"asked for {key}, the server answered about {usage.api_key_id}",
+                            path="apiKeyId",
+                        )
+                    else:
+                        entry.usage.append(usage)
+                if len(workers) < concurrency:
+                    start_worker()
+            except Exception as exc:  # a bug in fetch or in the caller's key iterable
+                stopping = True
+                await reports.put(_Stop(exc))
                 return
-            task = await finished.get()
-            running.discard(task)
-            key, month, outcome = task.result()
-            entry = partial[key]
-            if isinstance(outcome, FreddyError):
-                if isinstance(outcome, _BATCH_FATAL):
-                    raise outcome
-                entry.errors[month] = outcome
-            elif (outcome.year, outcome.month) != (month.year, month.month):
-                entry.errors[month] = ResponseValidationError(
-                    f"asked for {month} of {key}, the server answered {outcome.period}",
-                    path="month",
-                )
-            elif outcome.api_key_id != key:
-                entry.errors[month] = ResponseValidationError(
-                    f"asked for {key}, the server answered about {outcome.api_key_id}",
-                    path="apiKeyId",
-                )
-            else:
-                entry.usage.append(outcome)
             entry.waiting -= 1
             if not entry.waiting:
                 del partial[key]
-                yield entry.report(key)
+                await reports.put(entry.report(key))
+        await reports.put(_DONE)
+
+    def start_worker() -> None:
+        workers.append(loop.create_task(worker()))
+
+    # Slow start: one key's worth of workers first, then one more per answer up to
+    # `concurrency`. The first key's months are then not queued behind `concurrency`
+    # connections being opened at once, so its report comes about as soon as that key alone
+    # would; the pool still reaches full width within a few round trips.
+    for _ in range(min(concurrency, n_months)):
+        start_worker()
+    finished = 0
+    try:
+        while finished < len(workers):
+            message = await reports.get()
+            if message is _DONE:
+                finished += 1
+            elif isinstance(message, _Stop):
+                raise message.exc
+            else:
+                assert isinstance(message, KeyUsageReport)
+                yield message
     finally:
-        await _cancel(running)
-        await jobs.aclose()
+        await _cancel(workers)
+        if async_jobs is not None:
+            await async_jobs.aclose()
 
 
 async def _next_done(window: deque[asyncio.Task[T]]) -> T:

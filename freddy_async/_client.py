@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -16,7 +18,7 @@ import aiohttp
 import attrs
 from yarl import URL
 
-from . import _batch
+from . import _batch, _clock
 from ._convert import parse_json, structure, structure_key_page
 from ._errors import (
     APIConnectionError,
@@ -28,8 +30,8 @@ from ._errors import (
 )
 from ._models import ApiKey, ApiKeyDailyUsage, ApiKeyUsage, KeyUsageReport
 from ._periods import MonthLike, YearMonth, check_month, check_year, unique_months
-from ._ratelimit import Pacers
-from ._retry import RetryPolicy, call_with_retries, parse_retry_after
+from ._ratelimit import OrgPacer, Pacers
+from ._retry import RetryPolicy, call_with_retries, first_timeout, parse_retry_after
 from ._version import __version__
 
 __all__ = ["DEFAULT_BASE_URL", "ClientStats", "FreddyClient"]
@@ -65,8 +67,12 @@ def _check_id(value: Any, name: str) -> str:
     return value
 
 
+# What quote(..., safe="") leaves as it is: an ID made of these alone needs no quoting.
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]+")
+
+
 def _segment(value: str) -> str:
-    return quote(value, safe="")
+    return value if _UNRESERVED.fullmatch(value) else quote(value, safe="")
 
 
 def _is_loopback(host: str) -> bool:
@@ -94,6 +100,53 @@ def _check_base_url(base_url: str, allow_insecure_http: bool) -> str:
             "API key in clear text; use https, or pass allow_insecure_http=True if you must"
         )
     return str(url).rstrip("/")
+
+
+class _Slots:
+    """At most ``size`` holders at once, served first come, first served.
+
+    asyncio.Semaphore spends about a microsecond on every acquire, contended or not (its
+    ``locked()`` scans the waiters); here an uncontended acquire is an integer decrement, and
+    only a contended one awaits.
+    """
+
+    __slots__ = ("_free", "_waiters")
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free and nobody queues for it; never waits."""
+        if self._free and not self._waiters:
+            self._free -= 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        """Wait for a slot."""
+        if self.try_acquire():
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot just as we were cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        """Give a slot back, straight to the longest waiter if there is one."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
 
 
 @attrs.frozen
@@ -175,11 +228,16 @@ class FreddyClient:
         }
         self._timeout = float(timeout)
         self._policy = RetryPolicy(max_retries=max_retries, deadline=float(retry_deadline))
+        self._first_timeout = first_timeout(self._policy, self._timeout)
+        # Shared by every first attempt (nearly all attempts), instead of one per request.
+        self._client_timeout = aiohttp.ClientTimeout(total=self._first_timeout)
         self._max_concurrency = max_concurrency
-        self._slots = asyncio.Semaphore(max_concurrency)
+        self._slots = _Slots(max_concurrency)
         self._pacers = Pacers(requests_per_minute)
         self._session = session
         self._owns_session = session is None
+        # A borrowed session gets the headers with each request; see _ensure_session.
+        self._request_headers: dict[str, str] | None = self._headers
         self._closed = False
         self._sent = 0
         self._retries = 0
@@ -233,55 +291,87 @@ class FreddyClient:
             raise RuntimeError("this FreddyClient is closed")
         if self._session is None:
             # Made on first use, inside the running loop: no await between check and set,
-            # so concurrent first calls still share one session.
+            # so concurrent first calls still share one session. Our own session carries the
+            # headers itself, sparing every request a merge of its headers into the defaults.
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_concurrency),
+                headers=self._headers,
             )
+            self._request_headers = None
         return self._session
 
     # -- the request path ----------------------------------------------------------------------
 
-    async def _get(self, org_id: str, path: str, query: str = "") -> Any:
-        """GET ``path`` (already quoted) for ``org_id`` with retries; return the decoded JSON."""
+    def _get(
+        self, org_id: str, path: str, query: str = "", *, into: type[Any] | None = None
+    ) -> Coroutine[Any, Any, Any]:
+        """GET ``path`` (already quoted) for ``org_id`` with retries.
+
+        Returns the coroutine of the first attempt, which answers the decoded JSON, structured
+        into ``into`` when given. A plain function, so the request path is one coroutine frame
+        deep: every resume of every request passes through each frame of the chain.
+        """
         session = self._ensure_session()
         url = URL(f"{self._base_url}{path}{'?' + query if query else ''}", encoded=True)
         pacer = self._pacers.get(org_id)
-        what = f"GET {path}"
-        first = True
+        return self._attempt(session, url, pacer, path, into, self._first_timeout, _clock.now())
 
-        async def attempt(timeout: float) -> Any:
-            nonlocal first
-            async with self._slots:
-                await pacer.acquire()
+    async def _attempt(
+        self,
+        session: aiohttp.ClientSession,
+        url: URL,
+        pacer: OrgPacer,
+        path: str,
+        into: type[Any] | None,
+        timeout: float,
+        started: float | None,
+    ) -> Any:
+        """Send one attempt. The first (``started`` set) also runs the retries if it fails."""
+        try:
+            slots = self._slots
+            if not slots.try_acquire():
+                await slots.acquire()
+            try:
+                if not pacer.idle:
+                    await pacer.acquire()
                 self._sent += 1
-                if not first:
+                if started is None:
                     self._retries += 1
-                first = False
                 failure: FreddyError | None = None
                 try:
                     async with session.get(
                         url,
-                        headers=self._headers,
-                        timeout=aiohttp.ClientTimeout(total=timeout),
+                        headers=self._request_headers,
+                        timeout=(
+                            self._client_timeout
+                            if timeout == self._first_timeout
+                            else aiohttp.ClientTimeout(total=timeout)
+                        ),
                         allow_redirects=False,  # a redirect would carry the API key elsewhere
                     ) as response:
                         status = response.status
-                        body = await _read_body(response)
+                        length = response.content_length
+                        if length is not None and length <= MAX_BODY_BYTES:
+                            body = await response.read()
+                        else:
+                            body = await _read_body_bounded(response)
                         headers = response.headers
                         reason = response.reason
                 except asyncio.TimeoutError:
-                    failure = APITimeoutError(f"{what}: no answer within {timeout:.3g} s")
+                    failure = APITimeoutError(f"GET {path}: no answer within {timeout:.3g} s")
                 except aiohttp.ClientError as exc:
-                    failure = APIConnectionError(f"{what}: {type(exc).__name__}: {exc}")
+                    failure = APIConnectionError(f"GET {path}: {type(exc).__name__}: {exc}")
                 if failure is not None:
                     # Raised outside the except block, so with no __context__: aiohttp's
                     # exception keeps the request's headers, the API key among them.
                     raise failure
+            finally:
+                slots.release()
             if status >= 300 or "X-RateLimit-Remaining" in headers:
                 retry_after = parse_retry_after(headers)
                 pacer.observe(status, headers, retry_after)
             if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("%s -> %d (%d bytes)", what, status, len(body))
+                logger.debug("GET %s -> %d (%d bytes)", path, status, len(body))
             if status >= 300:
                 text = self._redact(body.decode("utf-8", "replace"))
                 if status < 400:
@@ -297,9 +387,19 @@ class FreddyClient:
                 env_status = data["error"].get("status") if isinstance(data["error"], dict) else None
                 error_status = env_status if type(env_status) is int and env_status >= 400 else 500
                 raise error_from_response(error_status, self._redact(body.decode("utf-8", "replace")))
-            return data
+            return data if into is None else structure(data, into)
+        except FreddyError as exc:
+            if started is None:
+                raise
+            failed = exc
+        # Only after a failed first attempt: the retry loop decides what comes next.
 
-        return await call_with_retries(attempt, self._policy, timeout=self._timeout, what=what)
+        async def again(timeout: float) -> Any:
+            return await self._attempt(session, url, pacer, path, into, timeout, None)
+
+        return await call_with_retries(
+            again, self._policy, timeout=self._timeout, what=f"GET {path}", failed=failed, started=started
+        )
 
     def _redact(self, text: str) -> str:
         # A server may repeat the key in an error answer, and exceptions end up in logs.
@@ -329,7 +429,8 @@ class FreddyClient:
         _check_id(api_key_id, "api_key_id")
         query = _month_query(month, year)
         path = f"/v1/analytics/api-keys/usage/{_segment(org_id)}/{_segment(api_key_id)}"
-        return structure(await self._get(org_id, path, query), ApiKeyUsage)
+        usage: ApiKeyUsage = await self._get(org_id, path, query, into=ApiKeyUsage)
+        return usage
 
     async def get_api_key_daily_usage(
         self, org_id: str, *, year: int | None = None, month: int | None = None
@@ -349,7 +450,8 @@ class FreddyClient:
         _check_id(org_id, "org_id")
         query = _month_query(month, year)
         path = f"/v1/analytics/api-keys/daily/{_segment(org_id)}"
-        return structure(await self._get(org_id, path, query), ApiKeyDailyUsage)
+        daily: ApiKeyDailyUsage = await self._get(org_id, path, query, into=ApiKeyDailyUsage)
+        return daily
 
     def list_api_keys(self, org_id: str, *, page_size: int = 100) -> AsyncIterator[ApiKey]:
         """Yield every API key of an organization, walking the pages as they are needed.
@@ -416,7 +518,10 @@ class FreddyClient:
                 raise ValueError(f"api_key_ids must be a list of IDs, not {type(api_key_ids).__name__}")
             keys = [_check_id(key, "api_key_id") for key in api_key_ids]
 
-        async def fetch(key_id: str, month: YearMonth) -> ApiKeyUsage:
+        prefix = f"/v1/analytics/api-keys/usage/{_segment(org_id)}/"
+
+        # A plain function returning the request's coroutine: no frame of its own to resume.
+        def fetch(key_id: str, month: YearMonth) -> Awaitable[ApiKeyUsage]:
             if api_key_ids is None:
                 try:
                     _check_id(key_id, "api_key_id")
@@ -425,7 +530,10 @@ class FreddyClient:
                     raise ResponseValidationError(
                         f"the key listing holds an unusable ID: {exc}", path="keys[].id"
                     ) from None
-            return await self.get_api_key_usage(org_id, key_id, month=month.month, year=month.year)
+            # What get_api_key_usage does, minus its checks: the org and months were checked
+            # once above, and the key's ID up front or just now.
+            query = f"month={month.month}&year={month.year}"
+            return self._get(org_id, prefix + _segment(key_id), query, into=ApiKeyUsage)
 
         return _batch.iter_usage(fetch, keys, month_list, concurrency=self._max_concurrency)
 
@@ -460,10 +568,8 @@ def _month_query(month: int | None, year: int | None) -> str:
     return "&".join(parts)
 
 
-async def _read_body(response: aiohttp.ClientResponse) -> bytes:
-    length = response.content_length
-    if length is not None and length <= MAX_BODY_BYTES:
-        return await response.read()
+async def _read_body_bounded(response: aiohttp.ClientResponse) -> bytes:
+    """Read a body of unknown or excessive length, refusing (or cutting) it past the limit."""
     chunks = []
     size = 0
     async for chunk in response.content.iter_chunked(64 * 1024):

@@ -22,7 +22,14 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 from . import _clock
 from ._errors import APIConnectionError, APIStatusError, FreddyError
 
-__all__ = ["RetryPolicy", "call_with_retries", "header_number", "is_retryable", "parse_retry_after"]
+__all__ = [
+    "RetryPolicy",
+    "call_with_retries",
+    "first_timeout",
+    "header_number",
+    "is_retryable",
+    "parse_retry_after",
+]
 
 T = TypeVar("T")
 
@@ -89,15 +96,31 @@ def _describe(exc: BaseException | None) -> str:
     return type(exc).__name__ if exc is not None else "?"
 
 
+def first_timeout(policy: RetryPolicy, timeout: float) -> float:
+    """The timeout of a call's first attempt (no attempt may outlive the call's deadline)."""
+    return min(timeout, max(policy.deadline, 0.001))
+
+
 async def call_with_retries(
-    attempt: Callable[[float], Awaitable[T]], policy: RetryPolicy, *, timeout: float, what: str
+    attempt: Callable[[float], Awaitable[T]],
+    policy: RetryPolicy,
+    *,
+    timeout: float,
+    what: str,
+    failed: FreddyError | None = None,
+    started: float | None = None,
 ) -> T:
     """Run ``attempt(timeout_for_this_attempt)`` until it succeeds or the policy gives up.
+
+    A caller that made the first attempt itself (so that the common, successful call never
+    enters this function) passes that attempt's failure as ``failed`` and the call's start,
+    read from ``_clock.now()``, as ``started``.
 
     Raises:
         FreddyError: the last failure, its ``attempts`` set to how many were made.
     """
-    started = _clock.now()
+    if started is None:
+        started = _clock.now()
     count = 0
 
     def remaining() -> float:
@@ -147,12 +170,16 @@ async def call_with_retries(
     # Most calls succeed at once; building a tenacity loop for each of them would cost more CPU
     # than the request itself. So the first attempt runs bare, and only a retryable failure
     # starts the loop, which replays that failure as its attempt 1 and decides everything after.
-    try:
-        return await one_attempt()
-    except FreddyError as exc:
-        if policy.max_retries == 0 or not is_retryable(exc):
-            raise
-        first_failure: list[FreddyError] = [exc]
+    if failed is None:
+        try:
+            return await one_attempt()
+        except FreddyError as exc:
+            failed = exc
+    else:
+        count = failed.attempts = 1
+    if policy.max_retries == 0 or not is_retryable(failed):
+        raise failed
+    first_failure: list[FreddyError] = [failed]
 
     async def replay_then_attempt() -> T:
         if first_failure:
