@@ -55,6 +55,19 @@ class _Partial:
     usage: list[ApiKeyUsage] = attrs.Factory(list)
     errors: dict[YearMonth, FreddyError] = attrs.Factory(dict)
 
+    def file(self, key: str, month: YearMonth, usage: ApiKeyUsage) -> None:
+        """Keep ``usage`` if it answers what was asked, else record why not."""
+        if (usage.year, usage.month) != (month.year, month.month):
+            self.errors[month] = ResponseValidationError(
+                f"asked for {month} of {key}, the server answered {usage.period}", path="month"
+            )
+        elif usage.api_key_id != key:
+            self.errors[month] = ResponseValidationError(
+                f"asked for {key}, the server answered about {usage.api_key_id}", path="apiKeyId"
+            )
+        else:
+            self.usage.append(usage)
+
     def report(self, key_id: str) -> KeyUsageReport:
         self.usage.sort(key=lambda u: (u.year, u.month))
         return KeyUsageReport(key_id, tuple(self.usage), self.errors)
@@ -132,8 +145,8 @@ async def iter_usage(
 
     async def worker() -> None:
         nonlocal stopping
-        while not stopping:
-            try:
+        try:
+            while not stopping:
                 if sync_jobs is not None:
                     job = next(sync_jobs, None)
                 else:
@@ -148,37 +161,25 @@ async def iter_usage(
                     entry = partial[key] = _Partial(n_months)
                 try:
                     usage = await fetch(key, month)
-                except _BATCH_FATAL as exc:
-                    # Every worker stops taking jobs at once, not once the caller has read it.
-                    stopping = True
-                    await reports.put(_Stop(exc))
-                    return
+                except _BATCH_FATAL:
+                    raise
                 except FreddyError as exc:
                     entry.errors[month] = exc
                 else:
-                    if (usage.year, usage.month) != (month.year, month.month):
-                        entry.errors[month] = ResponseValidationError(
-                            f"asked for {month} of {key}, the server answered {usage.period}",
-                            path="month",
-                        )
-                    elif usage.api_key_id != key:
-                        entry.errors[month] = ResponseValidationError(
-                            f"asked for {key}, the server answered about {usage.api_key_id}",
-                            path="apiKeyId",
-                        )
-                    else:
-                        entry.usage.append(usage)
+                    entry.file(key, month, usage)
                 if len(workers) < concurrency:
                     start_worker()
-            except Exception as exc:  # a bug in fetch or in the caller's key iterable
-                stopping = True
-                await reports.put(_Stop(exc))
-                return
-            entry.waiting -= 1
-            if not entry.waiting:
-                del partial[key]
-                await reports.put(entry.report(key))
-        await reports.put(_DONE)
+                entry.waiting -= 1
+                if not entry.waiting:
+                    del partial[key]
+                    await reports.put(entry.report(key))
+        except Exception as exc:
+            # A 401/403, or a bug (in fetch, the caller's key iterable, anywhere here): every
+            # worker stops taking jobs at once, and the caller gets the exception, never a hang.
+            stopping = True
+            await reports.put(_Stop(exc))
+        else:
+            await reports.put(_DONE)
 
     def start_worker() -> None:
         workers.append(loop.create_task(worker()))

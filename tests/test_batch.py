@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -309,3 +310,21 @@ async def test_the_batch_leaves_the_loop_free_for_other_work(waits: list[Recorde
         await beat
     # The other task kept running between the reports, not only before or after the batch.
     assert len(set(seen_between)) > 10
+
+
+async def test_a_bug_inside_the_batch_surfaces_instead_of_hanging() -> None:
+    # White-box on purpose: no public input makes filing a result fail, but if anything ever
+    # does, the caller must get the exception, not wait for ever on a worker that died.
+    from freddy_async import _batch
+
+    async def fetch(key: str, month: YearMonth) -> Any:
+        return object()  # not an ApiKeyUsage: filing it raises AttributeError
+
+    async def drain() -> None:
+        async for _ in _batch.iter_usage(fetch, ["k1", "k2"], MONTHS, concurrency=2):
+            pass
+
+    with pytest.raises(AttributeError):
+        await asyncio.wait_for(drain(), timeout=60)  # a guard against a hang, not a timing check
+    await settle()
+    assert batch_tasks() == []
