@@ -76,8 +76,10 @@ def parse_json(raw: bytes | str) -> Any:
                 raise ValueError("Unexpected UTF-8 BOM (decode using utf-8-sig)")
             text = raw
         else:
-            # As json.loads reads bytes: UTF-8, -16 or -32, told apart by the first bytes.
-            text = raw.decode(json.detect_encoding(raw), "surrogatepass")
+            # As json.loads reads bytes: UTF-8, -16 or -32, told apart by the first bytes
+            # (a body starting with "{" is UTF-8: the others would start with a NUL or a BOM).
+            encoding = "utf-8" if raw[:1] == b"{" else json.detect_encoding(raw)
+            text = raw.decode(encoding, "surrogatepass")
         return _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
@@ -213,6 +215,15 @@ def _make_tuple_hook(tp: Any) -> Callable[[Any, Any], tuple[Any, ...]]:
 _MISSING: Any = object()
 
 
+# Conditions under which a value is already what the hook of its type would return.
+_FAST_PATHS: dict[Any, str] = {
+    str: "type(v) is str",
+    bool: "type(v) is bool",
+    int: f"type(v) is int and 0 <= v <= {_MAX_COUNT}",
+    Decimal: f"type(v) is Decimal and v.is_finite() and v.adjusted() < {_MAX_MONEY_DIGITS}",
+}
+
+
 def _make_attrs_hook(cls: type[Any]) -> Callable[[Any, Any], Any]:
     """Generate the structuring function of one attrs class, as cattrs itself does.
 
@@ -220,7 +231,9 @@ def _make_attrs_hook(cls: type[Any]) -> Callable[[Any, Any], Any]:
     structures 120,000 of these, and a generic loop over a field plan costs twice as much.
     """
     attrs.resolve_types(cls)
-    names: dict[str, Any] = {"_Invalid": _Invalid, "_MISSING": _MISSING, "_kind": _kind, "_cls": cls}
+    names: dict[str, Any] = {
+        "_Invalid": _Invalid, "_MISSING": _MISSING, "_kind": _kind, "_cls": cls, "Decimal": Decimal,
+    }
     lines = [
         "def structure_attrs(data, _):",
         "    if not isinstance(data, dict):",
@@ -256,6 +269,11 @@ def _make_attrs_hook(cls: type[Any]) -> Callable[[Any, Any], Any]:
             lines.append(f"        raise _Invalid({'required field is missing' + also!r}, {camel!r})")
         if optional and inner is not tp:
             lines += ["    elif v is None:", f"        a{i} = None"]
+        fast = _FAST_PATHS.get(inner)
+        if fast is not None:
+            # The common, valid value is taken inline; anything else goes to the hook, which
+            # converts it or says what is wrong with it.
+            lines += [f"    elif {fast}:", f"        a{i} = v"]
         lines += [
             "    else:",
             "        try:",
