@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from tasks import client_tasks, settle
 
 from freddy_async import (
     ApiKey,
@@ -34,20 +35,6 @@ async def serve(**options: object) -> AsyncIterator[tuple[FakeFreddyServer, Fred
         FreddyClient(server.api_key, base_url=server.base_url, **client_options) as client,  # type: ignore[arg-type]
     ):
         yield server, client
-
-
-def batch_tasks() -> list[asyncio.Task[object]]:
-    """Tasks still alive that run code of the client (not of the fake server or pytest)."""
-    return [
-        t for t in asyncio.all_tasks()
-        if not t.done() and "freddy_async/_" in t.get_coro().cr_code.co_filename  # type: ignore[union-attr]
-    ]
-
-
-async def settle() -> None:
-    # A few turns of the loop (no wall-clock wait) let cancelled tasks finish unwinding.
-    for _ in range(10):
-        await asyncio.sleep(0)
 
 
 async def collect(client: FreddyClient, org: str, keys: list[str] | None = None,
@@ -111,7 +98,7 @@ async def test_a_wrong_api_key_ends_the_batch_at_once(waits: list[RecordedWait])
             with pytest.raises(AuthenticationError):
                 await collect(client, server.org_id, server.key_ids)
             await settle()
-            assert batch_tasks() == []
+            assert client_tasks() == []
         # Not one error recorded per job: the batch stopped with the first answers.
         assert server.request_count <= 8 + 1
 
@@ -130,7 +117,7 @@ async def test_breaking_out_early_leaves_no_task_behind(waits: list[RecordedWait
             if seen == 5:
                 break
         await settle()
-        assert batch_tasks() == []
+        assert client_tasks() == []
         assert server.request_count < 200 * 3  # far from everything was fetched
         # The client is still usable after an abandoned batch.
         usage = await client.get_api_key_usage(server.org_id, server.key_ids[0], month=1, year=2025)
@@ -142,8 +129,8 @@ async def test_aclose_cancels_pending_requests(waits: list[RecordedWait]) -> Non
         batch = client.iter_api_key_usage(_server.org_id, months=MONTHS)
         async with contextlib.aclosing(batch):  # type: ignore[type-var]
             await anext(batch)
-            assert batch_tasks() != []  # jobs are in flight ahead of the consumer
-        assert batch_tasks() == []  # aclose() awaited their cancellation
+            assert client_tasks() != []  # jobs are in flight ahead of the consumer
+        assert client_tasks() == []  # aclose() awaited their cancellation
 
 
 async def test_an_exception_in_the_loop_body_cleans_up(waits: list[RecordedWait]) -> None:
@@ -155,7 +142,7 @@ async def test_an_exception_in_the_loop_body_cleans_up(waits: list[RecordedWait]
         with pytest.raises(ZeroDivisionError):
             await consume()
         await settle()
-        assert batch_tasks() == []
+        assert client_tasks() == []
 
 
 async def test_cancelling_the_consumer_cancels_the_batch(waits: list[RecordedWait]) -> None:
@@ -173,7 +160,7 @@ async def test_cancelling_the_consumer_cancels_the_batch(waits: list[RecordedWai
         with pytest.raises(asyncio.CancelledError):
             await task
         await settle()
-        assert batch_tasks() == []
+        assert client_tasks() == []
 
 
 async def test_jobs_are_produced_lazily(waits: list[RecordedWait]) -> None:
@@ -182,7 +169,7 @@ async def test_jobs_are_produced_lazily(waits: list[RecordedWait]) -> None:
         first_at = None
         async for _report in client.iter_api_key_usage(server.org_id, months=MONTHS):
             first_at = first_at or server.request_count
-            peak = max(peak, len(batch_tasks()))
+            peak = max(peak, len(client_tasks()))
             if server.request_count > 60:
                 break
         # Listing pages (100 keys each) and usage requests are made only as the consumer advances.
@@ -327,4 +314,4 @@ async def test_a_bug_inside_the_batch_surfaces_instead_of_hanging() -> None:
     with pytest.raises(AttributeError):
         await asyncio.wait_for(drain(), timeout=60)  # a guard against a hang, not a timing check
     await settle()
-    assert batch_tasks() == []
+    assert client_tasks() == []

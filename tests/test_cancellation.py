@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
+from tasks import client_tasks, settle
 
 from freddy_async import ApiKeyDailyUsage, FreddyClient, KeyUsageReport, YearMonth
 from freddy_async.testing import FakeFreddyServer, RecordedWait, instant_retries
@@ -26,26 +26,6 @@ DAILY_MONTHS = YearMonth.range("2020-01", "2030-12")  # every month the API acce
 KEYS = 200
 # Fails only guard against a hang (a semaphore slot or a pacer lock never given back).
 HANG_GUARD = 20.0
-
-
-def client_tasks() -> list[asyncio.Task[Any]]:
-    """Unfinished tasks running the client's code (an async generator's finaliser included)."""
-    found = []
-    for task in asyncio.all_tasks():
-        if task.done() or task is asyncio.current_task():
-            continue
-        coro = task.get_coro()
-        code = getattr(coro, "cr_code", None)
-        where = code.co_filename if code is not None else type(coro).__name__
-        if f"freddy_async{os.sep}_" in where or "athrow" in where:
-            found.append(task)
-    return found
-
-
-async def settle() -> None:
-    # Loop turns, not wall-clock time: cancelled tasks get to finish unwinding.
-    for _ in range(20):
-        await asyncio.sleep(0)
 
 
 @contextlib.asynccontextmanager

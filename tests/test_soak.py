@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import warnings
 from collections import Counter
 from decimal import Decimal
 from typing import Any
 
 import aiohttp
+from tasks import client_tasks, settle
 
 from freddy_async import APIConnectionError, FreddyClient, FreddyError, YearMonth
 from freddy_async.testing import FakeFreddyServer, RecordedWait
@@ -44,30 +44,6 @@ RETRY_DEADLINE = 3600.0
 # An answer held back for slow_delay meets the client's timeout first and is retried.
 TIMEOUT = 0.5
 SLOW_DELAY = 1.5
-
-
-def client_tasks() -> list[asyncio.Task[Any]]:
-    """Unfinished tasks running the client's code (not the fake server's, nor pytest's).
-
-    An async generator finalised by the loop runs as a task whose coroutine is an
-    ``async_generator_athrow``; it counts too, since only the client makes async generators here.
-    """
-    found = []
-    for task in asyncio.all_tasks():
-        if task.done() or task is asyncio.current_task():
-            continue
-        coro = task.get_coro()
-        code = getattr(coro, "cr_code", None)
-        where = code.co_filename if code is not None else type(coro).__name__
-        if f"freddy_async{os.sep}_" in where or "athrow" in where:
-            found.append(task)
-    return found
-
-
-async def settle() -> None:
-    # Loop turns, not wall-clock time: cancelled tasks get to finish unwinding.
-    for _ in range(20):
-        await asyncio.sleep(0)
 
 
 async def assert_all_connections_free(
