@@ -19,10 +19,11 @@ from freddy_async import (
     ClientStats,
     FreddyClient,
     InternalServerError,
+    NotFoundError,
     RateLimitError,
     ResponseValidationError,
 )
-from freddy_async.testing import RecordedWait
+from freddy_async.testing import FakeFreddyServer, RecordedWait
 
 ORG = "org_1"
 KEY = "apikey_1"
@@ -276,3 +277,28 @@ async def test_client_stats_count_requests_and_retries(
         await fetch(client)
         await fetch(client)
         assert client.stats == ClientStats(requests=4, retries=2)
+
+
+async def test_against_the_fake_server_503_503_200_takes_three_attempts(
+    waits: list[RecordedWait],
+) -> None:
+    async with FakeFreddyServer(keys=1, fail_first=2) as server:
+        key = server.key_ids[0]
+        async with FreddyClient(server.api_key, base_url=server.base_url) as client:
+            usage = await client.get_api_key_usage(server.org_id, key, month=3, year=2025)
+            assert client.stats == ClientStats(requests=3, retries=2)
+        assert usage.usage.total_cost == server.expected_usage(key, 2025, 3)["usage"]["total_cost"]
+        assert server.fetch_count(key, 2025, 3) == 3
+        assert [r.status for r in server.requests] == [503, 503, 200]
+    assert len(retry_waits(waits)) == 2
+
+
+async def test_against_the_fake_server_404_is_tried_once(waits: list[RecordedWait]) -> None:
+    async with FakeFreddyServer(keys=1) as server:
+        async with FreddyClient(server.api_key, base_url=server.base_url) as client:
+            with pytest.raises(NotFoundError) as info:
+                await client.get_api_key_usage(server.org_id, "apikey_nope", month=3, year=2025)
+        assert info.value.code == "API_KEY_NOT_FOUND"
+        assert info.value.trace_id
+        assert server.request_count == 1
+    assert waits == []
