@@ -359,6 +359,12 @@ class FreddyClient:
                         reason = response.reason
                 except asyncio.TimeoutError:
                     failure = APITimeoutError(f"GET {path}: no answer within {timeout:.3g} s")
+                except aiohttp.ClientConnectorCertificateError as exc:
+                    # Another attempt would meet the same certificate: fail at once.
+                    failure = APIConnectionError(
+                        f"GET {path}: TLS certificate does not verify: {exc.certificate_error}",
+                        retryable=False,
+                    )
                 except aiohttp.ClientError as exc:
                     failure = APIConnectionError(f"GET {path}: {type(exc).__name__}: {exc}")
                 if failure is not None:

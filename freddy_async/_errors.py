@@ -139,7 +139,15 @@ class InternalServerError(APIStatusError):
 
 
 class APIConnectionError(FreddyError):
-    """No (complete) answer was received: connection refused, reset, dropped, or cut short."""
+    """No (complete) answer was received: connection refused, reset, dropped, or cut short.
+
+    ``retryable`` is False for what another attempt cannot cure, such as a TLS certificate
+    that does not verify.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True, attempts: int = 1) -> None:
+        super().__init__(message, attempts=attempts)
+        self.retryable = retryable
 
 
 class APITimeoutError(APIConnectionError):

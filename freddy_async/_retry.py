@@ -2,8 +2,9 @@
 
 Retried: no answer (connection errors, timeouts, cut-off bodies), 408, 429 and every 5xx; all the
 API's calls are GETs, so a repeat is always safe. Never retried: other 4xx, a body that does not
-fit the model, a cancelled task. A call stops after ``max_retries`` retries or when the next wait
-would pass its deadline, whichever comes first, and raises the last error with ``attempts`` set.
+fit the model, a TLS certificate that does not verify, a cancelled task. A call stops after
+``max_retries`` retries or when the next wait would pass its deadline, whichever comes first,
+and raises the last error with ``attempts`` set.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class RetryPolicy:
 def is_retryable(exc: BaseException) -> bool:
     """True for the failures that another attempt can cure."""
     if isinstance(exc, APIConnectionError):
-        return True
+        return exc.retryable
     if isinstance(exc, APIStatusError):
         return exc.status in (408, 429) or exc.status >= 500
     return False

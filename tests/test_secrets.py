@@ -448,5 +448,7 @@ async def test_a_certificate_that_does_not_verify_is_refused_before_the_key_is_s
             error = await raised(usage(client))
     assert type(error) is APIConnectionError
     assert "certificate" in str(error).lower()
+    assert error.attempts == 1  # a certificate that does not verify is not retried
+    assert not error.retryable
     assert seen == []  # the handshake failed: no request, no key, ever reached the server
     assert_no_secret(error, SECRET)
