@@ -19,11 +19,12 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Coroutine,
     Iterable,
     Iterator,
     Sequence,
 )
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import attrs
 
@@ -215,7 +216,7 @@ async def _next_done(window: deque[asyncio.Task[T]]) -> T:
 
 
 async def iter_in_order(
-    fetch: Callable[[Item], Awaitable[T]], items: Sequence[Item], *, concurrency: int
+    fetch: Callable[[Item], Coroutine[Any, Any, T]], items: Sequence[Item], *, concurrency: int
 ) -> AsyncIterator[T]:
     """Yield ``fetch(item)`` for every item in order, up to ``concurrency`` fetched ahead.
 
@@ -225,7 +226,7 @@ async def iter_in_order(
     window: deque[asyncio.Task[T]] = deque()
     try:
         for item in items:
-            window.append(loop.create_task(fetch(item)))  # type: ignore[arg-type]
+            window.append(loop.create_task(fetch(item)))
             if len(window) >= concurrency:
                 yield await _next_done(window)
         while window:

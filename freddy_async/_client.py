@@ -75,6 +75,10 @@ def _segment(value: str) -> str:
     return value if _UNRESERVED.fullmatch(value) else quote(value, safe="")
 
 
+def _usage_prefix(org_id: str) -> str:
+    return f"/v1/analytics/api-keys/usage/{_segment(org_id)}/"
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -434,7 +438,7 @@ class FreddyClient:
         _check_id(org_id, "org_id")
         _check_id(api_key_id, "api_key_id")
         query = _month_query(month, year)
-        path = f"/v1/analytics/api-keys/usage/{_segment(org_id)}/{_segment(api_key_id)}"
+        path = _usage_prefix(org_id) + _segment(api_key_id)
         usage: ApiKeyUsage = await self._get(org_id, path, query, into=ApiKeyUsage)
         return usage
 
@@ -524,7 +528,7 @@ class FreddyClient:
                 raise ValueError(f"api_key_ids must be a list of IDs, not {type(api_key_ids).__name__}")
             keys = [_check_id(key, "api_key_id") for key in api_key_ids]
 
-        prefix = f"/v1/analytics/api-keys/usage/{_segment(org_id)}/"
+        prefix = _usage_prefix(org_id)
 
         # A plain function returning the request's coroutine: no frame of its own to resume.
         def fetch(key_id: str, month: YearMonth) -> Awaitable[ApiKeyUsage]:

@@ -106,23 +106,22 @@ async def call_with_retries(
     attempt: Callable[[float], Awaitable[T]],
     policy: RetryPolicy,
     *,
+    failed: FreddyError,
+    started: float,
     timeout: float,
     what: str,
-    failed: FreddyError | None = None,
-    started: float | None = None,
 ) -> T:
-    """Run ``attempt(timeout_for_this_attempt)`` until it succeeds or the policy gives up.
+    """Go on with a call whose first attempt failed with ``failed``: run
+    ``attempt(timeout_for_this_attempt)`` until it succeeds or the policy gives up.
 
-    A caller that made the first attempt itself (so that the common, successful call never
-    enters this function) passes that attempt's failure as ``failed`` and the call's start,
-    read from ``_clock.now()``, as ``started``.
+    The caller makes the first attempt itself, so the common, successful call never builds a
+    tenacity loop (that would cost more CPU than the request). ``started`` is the call's start,
+    read from ``_clock.now()``: the deadline counts from there.
 
     Raises:
         FreddyError: the last failure, its ``attempts`` set to how many were made.
     """
-    if started is None:
-        started = _clock.now()
-    count = 0
+    count = failed.attempts = 1
 
     def remaining() -> float:
         return policy.deadline - (_clock.now() - started)
@@ -168,18 +167,9 @@ async def call_with_retries(
     async def sleep(seconds: float) -> None:
         await _clock.sleep(seconds, "retry")
 
-    # Most calls succeed at once; building a tenacity loop for each of them would cost more CPU
-    # than the request itself. So the first attempt runs bare, and only a retryable failure
-    # starts the loop, which replays that failure as its attempt 1 and decides everything after.
-    if failed is None:
-        try:
-            return await one_attempt()
-        except FreddyError as exc:
-            failed = exc
-    else:
-        count = failed.attempts = 1
     if policy.max_retries == 0 or not is_retryable(failed):
         raise failed
+    # The loop replays the first failure as its attempt 1, so tenacity decides everything after.
     first_failure: list[FreddyError] = [failed]
 
     async def replay_then_attempt() -> T:

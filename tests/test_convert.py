@@ -725,20 +725,9 @@ async def test_validation_error_is_a_freddy_error_with_the_body(mock: aiorespons
 def test_unstructure_gives_plain_json_values() -> None:
     from freddy_async._convert import parse_json, structure, unstructure
 
-    usage = structure(parse_json(json.dumps(_snake_seed_for_unstructure())), ApiKeyUsage)
+    usage = structure(parse_json(SNAKE_USAGE), ApiKeyUsage)
     plain = unstructure(usage)
     assert plain["limit"]["status"] == "ok"
     assert type(plain["limit"]["status"]) is str
     assert plain["usage"]["total_cost"] == Decimal("350.25")
     assert structure(plain, ApiKeyUsage) == usage
-
-
-def _snake_seed_for_unstructure() -> dict[str, object]:
-    return {
-        "api_key_id": "apikey_abc123", "api_key_name": "Production Key", "organization_id": "org_123",
-        "month": 11, "year": 2025,
-        "usage": {"total_requests": 1250, "total_cost": 350.25, "total_synapses": 125000,
-                  "total_neurons": 2500000, "average_cost_per_request": 0.28},
-        "limit": {"monthly_limit": 500.0, "utilization_percentage": 70.05, "remaining_budget": 149.75,
-                  "status": "ok"},
-    }

@@ -19,6 +19,7 @@ from email.utils import format_datetime
 from typing import Any
 
 import pytest
+from seeds import seed_usage
 
 from freddy_async import (
     APIConnectionError,
@@ -41,17 +42,7 @@ PATH = f"/v1/analytics/api-keys/usage/{ORG}/{KEY}"
 MAX_RETRIES = 2
 TEN_DAYS = 10 * 86_400
 
-USAGE: dict[str, Any] = {
-    "apiKeyId": KEY,
-    "apiKeyName": "Production Key",
-    "organizationId": ORG,
-    "month": 11,
-    "year": 2025,
-    "usage": {"totalRequests": 1250, "totalCost": 350.25, "totalSynapses": 125000,
-              "totalNeurons": 2500000, "averageCostPerRequest": 0.28},
-    "limit": {"monthlyLimit": 500.00, "utilizationPercentage": 70.05,
-              "remainingBudget": 149.75, "status": "ok"},
-}
+USAGE = seed_usage(ORG, KEY)
 
 
 def usage_with(section: str | None, name: str, raw: str) -> bytes:

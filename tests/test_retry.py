@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aioresponses import aioresponses
+from seeds import seed_usage
 
 from freddy_async import (
     APIConnectionError,
@@ -28,17 +29,7 @@ from freddy_async.testing import FakeFreddyServer, RecordedWait
 ORG = "org_1"
 KEY = "apikey_1"
 URL = f"https://api.aitronos.com/v1/analytics/api-keys/usage/{ORG}/{KEY}?month=11&year=2025"
-BODY: dict[str, Any] = {
-    "apiKeyId": KEY,
-    "apiKeyName": "Production Key",
-    "organizationId": ORG,
-    "month": 11,
-    "year": 2025,
-    "usage": {"totalRequests": 1250, "totalCost": 350.25, "totalSynapses": 125000,
-              "totalNeurons": 2500000, "averageCostPerRequest": 0.28},
-    "limit": {"monthlyLimit": 500.00, "utilizationPercentage": 70.05,
-              "remainingBudget": 149.75, "status": "ok"},
-}
+BODY = seed_usage(ORG, KEY)
 ENVELOPE_500 = {"success": False, "error": {"code": "INTERNAL_ERROR", "type": "server_error",
                                             "message": "An unexpected error occurred",
                                             "status": 500, "trace_id": "jkl-012-mno"}}
