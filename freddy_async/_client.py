@@ -343,7 +343,8 @@ class FreddyClient:
                     self._retries += 1
                 failure: FreddyError | None = None
                 try:
-                    async with session.get(
+                    with _clock.io():
+                      async with session.get(
                         url,
                         headers=self._request_headers,
                         timeout=(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-import time
+from freddy_async import _clock
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
@@ -125,4 +125,4 @@ class TokenBucket:
     def reset_epoch(self) -> int:
         """Wall-clock epoch second at which the bucket will be full again."""
         self._refill()
-        return math.ceil(time.time() + (self.capacity - self._tokens) / self.rate)
+        return math.ceil(_clock.wall() + (self.capacity - self._tokens) / self.rate)

@@ -8,6 +8,8 @@ import math
 import re
 import secrets
 import time
+
+from freddy_async import _clock
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -687,7 +689,7 @@ class FakeFreddyServer:
         bucket = self._buckets.get(org_id)
         if bucket is None:
             bucket = TokenBucket(
-                self.requests_per_minute / 60, self.rate_limit_burst, time.monotonic
+                self.requests_per_minute / 60, self.rate_limit_burst, _clock.now
             )
             self._buckets[org_id] = bucket
         allowed = bucket.take()
