@@ -1,15 +1,30 @@
-"""Misbehaviour on purpose: the per-organization token bucket and the seeded fault plan."""
+"""Misbehaviour on purpose: the seeded fault plan and the rate limiters.
+
+The limiters are pure: each reads time only through the clock callable it is given, so the
+server hands them the one clock of :mod:`freddy_async._clock` and a test a hand-moved one.
+"""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import random
-from freddy_async import _clock
+from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
-__all__ = ["FaultCounts", "Plan", "TokenBucket", "plan_attempt"]
+__all__ = [
+    "FaultCounts",
+    "FixedWindow",
+    "Limiter",
+    "Plan",
+    "SlidingWindow",
+    "TokenBucket",
+    "Verdict",
+    "plan_attempt",
+]
 
 
 @dataclass
@@ -88,41 +103,308 @@ def plan_attempt(
     )
 
 
-class TokenBucket:
-    """A token bucket: ``rate`` tokens a second, at most ``capacity`` held."""
 
-    def __init__(self, rate: float, capacity: float, clock: Callable[[], float]) -> None:
-        self.rate = rate
-        self.capacity = capacity
+# -- rate limiters -------------------------------------------------------------------------
+
+Clock = Callable[[], float]
+
+# Summed refills can fall a hair short of a whole token; a request that waited exactly the
+# announced time must still find one.
+_EPSILON = 1e-9
+
+# A search for room that never ends would be a bug (the shared quota always leaves room in
+# the end): fail loudly rather than hang the server.
+_MAX_STEPS = 100_000
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a limiter decided about one request, at one instant."""
+
+    accepted: bool
+    remaining: int
+    """Whole requests that would be accepted right now, after this one."""
+    reset_after: float
+    """Seconds until the limit resets, in the sense of the limiter's class."""
+    retry_after: float
+    """Seconds until a request would be accepted; 0 when this one was."""
+
+
+class Limiter(ABC):
+    """A limit of ``quota`` requests per ``window`` seconds, read on ``clock``.
+
+    ``shared_rate`` (requests a second, below ``quota / window``) is another consumer of the
+    same quota, as another service of the same organization would be. It is simulated, never
+    run: its spending is accounted lazily at each call.
+    """
+
+    def __init__(self, quota: float, window: float, clock: Clock, shared_rate: float) -> None:
+        if not quota + _EPSILON >= 1 or not window > 0:
+            raise ValueError(f"a limit needs a quota of at least 1 and a window, not {quota}/{window}")
+        if not 0 <= shared_rate < quota / window:
+            raise ValueError(f"shared_rate must be from 0 to below the limit, not {shared_rate}")
+        self.quota = quota
+        self.window = window
+        self.shared_rate = shared_rate
         self._clock = clock
-        self._tokens = capacity
-        self._stamp = clock()
+        self._last = clock()
 
-    def _refill(self) -> None:
-        now = self._clock()
-        self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
+    def take(self) -> Verdict:
+        """Admit one request if there is room now; say what is left either way."""
+        now = self._now()
+        self._catch_up(now)
+        accepted = self._room() >= 1
+        if accepted:
+            self._spend(now, irregular=True)
+        wait = 0.0 if accepted else self._wait(now)
+        return Verdict(accepted, self._room(), self._reset_after(now), wait)
+
+    def _now(self) -> float:
+        # A wall clock may step back; a limiter's time never does.
+        self._last = max(self._last, self._clock())
+        return self._last
+
+    @abstractmethod
+    def _catch_up(self, now: float) -> None:
+        """Bring the state to ``now``, the other consumer's spending included."""
+
+    @abstractmethod
+    def _room(self) -> int:
+        """Whole requests that would be accepted at the state's time."""
+
+    @abstractmethod
+    def _spend(self, at: float, *, irregular: bool) -> None:
+        """Count one accepted request at ``at``."""
+
+    @abstractmethod
+    def _reset_after(self, now: float) -> float:
+        """Seconds from ``now`` until the limit resets."""
+
+    @abstractmethod
+    def _wait(self, now: float) -> float:
+        """Seconds from ``now`` until a request would be accepted (there is no room now)."""
+
+
+class TokenBucket(Limiter):
+    """Refills ``quota / window`` tokens a second, holds at most ``capacity``; a request takes one.
+
+    The other consumer drains ``shared_rate`` tokens a second: less than the refill, so it always
+    finds room, and the bucket fills at the difference. Reset is when the bucket next holds one
+    more whole token if none is left, else when it is full again.
+    """
+
+    def __init__(
+        self,
+        quota: float,
+        window: float,
+        clock: Clock,
+        *,
+        capacity: float,
+        shared_rate: float = 0.0,
+    ) -> None:
+        if not capacity >= 1:
+            raise ValueError(f"capacity must be at least 1, not {capacity}")
+        super().__init__(quota, window, clock, shared_rate)
+        self.capacity = capacity
+        self._fill_rate = quota / window - shared_rate
+        self._tokens = capacity
+        self._stamp = self._last
+
+    def _catch_up(self, now: float) -> None:
+        self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self._fill_rate)
         self._stamp = now
 
-    def take(self) -> bool:
-        """Take one token if there is one; return whether it was taken."""
-        self._refill()
-        if self._tokens >= 1:
-            self._tokens -= 1
+    def _room(self) -> int:
+        return math.floor(self._tokens + _EPSILON)
+
+    def _spend(self, at: float, *, irregular: bool) -> None:
+        self._tokens -= 1
+
+    def _reset_after(self, now: float) -> float:
+        target = 1.0 if self._room() == 0 else self.capacity
+        return max(0.0, (target - self._tokens) / self._fill_rate)
+
+    def _wait(self, now: float) -> float:
+        return max(0.0, (1 - self._tokens) / self._fill_rate)
+
+
+class _Window(Limiter):
+    """What the window limiters share: at most ``quota`` requests (rounded down) per window.
+
+    The other consumer sends one request every ``1 / shared_rate`` seconds from the limiter's
+    start. One that finds no room waits, and takes room the moment it appears, ahead of any of
+    ours (it is already waiting): over time it gets its whole rate and we get the rest.
+    """
+
+    def __init__(self, quota: float, window: float, clock: Clock, shared_rate: float) -> None:
+        super().__init__(quota, window, clock, shared_rate)
+        self.slots = math.floor(quota + _EPSILON)
+        if shared_rate * window >= self.slots:
+            raise ValueError(f"shared_rate {shared_rate} leaves no room in {self.slots} a window")
+        self._start = self._last
+        self._sent = 0  # the other consumer's requests arrived so far
+        self._waiting = 0  # ... of which still wait for room
+        self._sim = self._last  # the time the state is at
+
+    def _arrival(self, index: int) -> float:
+        """When the other consumer's request number ``index`` (from 0) arrives."""
+        if not self.shared_rate:
+            return math.inf
+        return self._start + (index + 1) / self.shared_rate
+
+    def _first_arrival(self, moment: float, has_come: Callable[[float], bool]) -> int:
+        """The index of the other consumer's first request past ``moment`` by ``has_come``."""
+        index = max(self._sent, math.floor((moment - self._start) * self.shared_rate) - 2)
+        while has_come(self._arrival(index)):
+            index += 1
+        return index
+
+    def _catch_up(self, now: float) -> None:
+        while self._serve_other(now):
+            pass
+        self._advance(now)
+        self._sim = now
+
+    def _serve_other(self, now: float) -> bool:
+        """Play the other consumer's next event up to ``now``; return whether there was one."""
+        if self._waiting and self._room() >= 1:
+            served = self._sent - self._waiting
+            self._spend(self._sim, irregular=self._sim != self._arrival(served))
+            self._waiting -= 1
             return True
-        return False
+        self._skip_idle(now)
+        due = self._arrival(self._sent)
+        at = min(due, self._room_appears()) if self._waiting else due
+        if at > now:
+            return False
+        self._advance(at)
+        self._sim = at
+        if at == due:
+            self._sent += 1
+            self._waiting += 1
+        return True
 
-    @property
-    def remaining(self) -> int:
-        """Whole tokens left now."""
-        self._refill()
-        return math.floor(self._tokens)
+    def _wait(self, now: float) -> float:
+        trial = self._clone()
+        for _ in range(_MAX_STEPS):
+            at = trial._room_appears()
+            trial._catch_up(at)
+            if trial._room() >= 1:
+                return at - now
+        raise RuntimeError("no room in sight for a request")  # pragma: no cover
 
-    def retry_after(self) -> float:
-        """Seconds until one token is available (0 when one is)."""
-        self._refill()
-        return max(0.0, (1 - self._tokens) / self.rate)
+    def _clone(self) -> _Window:
+        return copy.copy(self)
 
-    def reset_epoch(self) -> int:
-        """Wall-clock epoch second at which the bucket will be full again."""
-        self._refill()
-        return math.ceil(_clock.wall() + (self.capacity - self._tokens) / self.rate)
+    @abstractmethod
+    def _advance(self, at: float) -> None:
+        """Move the state to ``at`` (not before its time), without the other consumer."""
+
+    @abstractmethod
+    def _room_appears(self) -> float:
+        """When room next appears, with no request in between."""
+
+    @abstractmethod
+    def _skip_idle(self, now: float) -> None:
+        """Jump over a stretch where only the other consumer sends, and always finds room."""
+
+
+class FixedWindow(_Window):
+    """Windows aligned to multiples of ``window`` on ``clock``; the count restarts at each one.
+
+    Give it a wall clock: real servers align windows to the epoch. Reset is the current
+    window's end.
+    """
+
+    def __init__(
+        self, quota: float, window: float, clock: Clock, *, shared_rate: float = 0.0
+    ) -> None:
+        super().__init__(quota, window, clock, shared_rate)
+        self._current = self._index(self._last)
+        self._count = 0
+
+    def _index(self, at: float) -> int:
+        # Float division can land either side of a boundary that multiplication puts exactly.
+        index = math.floor(at / self.window)
+        if (index + 1) * self.window <= at:
+            return index + 1
+        return index - 1 if index * self.window > at else index
+
+    def _advance(self, at: float) -> None:
+        index = self._index(at)
+        if index != self._current:
+            self._current = index
+            self._count = 0
+
+    def _room(self) -> int:
+        return self.slots - self._count
+
+    def _spend(self, at: float, *, irregular: bool) -> None:
+        self._count += 1
+
+    def _room_appears(self) -> float:
+        return (self._current + 1) * self.window
+
+    def _reset_after(self, now: float) -> float:
+        return self._room_appears() - now
+
+    def _skip_idle(self, now: float) -> None:
+        due = self._arrival(self._sent)
+        if self._waiting or due == math.inf:
+            return
+        first, last = self._index(due), self._index(now)
+        # From a window of its own on, the other consumer alone never fills one.
+        if self._current < first < last:
+            start = last * self.window
+            self._sent = self._first_arrival(start, lambda at: self._index(at) < last)
+            self._advance(start)
+            self._sim = start
+
+
+class SlidingWindow(_Window):
+    """A log of accepted requests: one is accepted while fewer than ``quota`` are in the log.
+
+    A request leaves the log ``window`` seconds after it was accepted; refused ones are never
+    logged. Reset is when the oldest logged request leaves (``window`` from now when the log is
+    empty).
+    """
+
+    def __init__(
+        self, quota: float, window: float, clock: Clock, *, shared_rate: float = 0.0
+    ) -> None:
+        super().__init__(quota, window, clock, shared_rate)
+        # (accepted at, irregular): irregular is ours, or the other consumer's served late.
+        self._log: deque[tuple[float, bool]] = deque()
+        self._irregular = 0
+
+    def _clone(self) -> SlidingWindow:
+        clone = copy.copy(self)
+        clone._log = deque(self._log)
+        return clone
+
+    def _advance(self, at: float) -> None:
+        # The same sum as _room_appears, so a request is gone exactly when room is announced.
+        while self._log and self._log[0][0] + self.window <= at:
+            self._irregular -= self._log.popleft()[1]
+
+    def _room(self) -> int:
+        return self.slots - len(self._log)
+
+    def _spend(self, at: float, *, irregular: bool) -> None:
+        self._log.append((at, irregular))
+        self._irregular += irregular
+
+    def _room_appears(self) -> float:
+        return self._log[0][0] + self.window
+
+    def _reset_after(self, now: float) -> float:
+        return self._room_appears() - now if self._log else self.window
+
+    def _skip_idle(self, now: float) -> None:
+        due = self._arrival(self._sent)
+        # Only the other consumer's on-time requests in the log: its regular stream keeps on
+        # finding room, and what arrives before now - window has left the log by now.
+        if self._waiting or self._irregular or due + self.window > now:
+            return
+        self._sent = self._first_arrival(now - self.window, lambda at: at + self.window <= now)
+        self._log.clear()
