@@ -95,10 +95,13 @@ async def test_rate_limit_is_per_organization(http: aiohttp.ClientSession) -> No
         assert server.rate_limited_count == 3
 
 
-async def test_retry_after_is_fractional_and_default_burst_is_one_second(
-    http: aiohttp.ClientSession,
+@pytest.mark.parametrize(("retry_after_format", "most"), [("seconds", 1.0), ("fraction", 0.5)])
+async def test_retry_after_rounds_up_and_default_burst_is_one_second(
+    http: aiohttp.ClientSession, retry_after_format: str, most: float
 ) -> None:
-    async with FakeFreddyServer(keys=1, requests_per_minute=120) as server:
+    async with FakeFreddyServer(
+        keys=1, requests_per_minute=120, retry_after_format=retry_after_format
+    ) as server:
         assert server.rate_limit_burst == 2
         statuses = []
         for _ in range(3):
@@ -107,7 +110,9 @@ async def test_retry_after_is_fractional_and_default_burst_is_one_second(
                 retry_after = r.headers.get("Retry-After")
         if statuses[-1] == 429:  # a very slow machine may have refilled a token meanwhile
             assert retry_after is not None
-            assert 0 < float(retry_after) <= 0.5
+            # Whole seconds by default (what the API's own SDKs parse); the fraction on request.
+            assert 0 < float(retry_after) <= most
+            assert retry_after_format != "seconds" or retry_after == "1"
         assert statuses[:2] == [200, 200]
 
 

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import email.utils
 import math
 import re
 import secrets
-import time
-
-from freddy_async import _clock
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import Any, Generic, Literal, Protocol, TypeVar, cast, get_args, overload
 from urllib.parse import unquote
 
 from aiohttp import web
+
+from freddy_async import _clock
 
 from ._data import (
     DayRow,
@@ -33,20 +34,37 @@ from ._data import (
     org_days,
     usage_body,
 )
-from ._faults import FaultCounts, Plan, TokenBucket, plan_attempt
+from ._faults import (
+    FaultCounts,
+    FixedWindow,
+    Limiter,
+    Plan,
+    SlidingWindow,
+    TokenBucket,
+    Verdict,
+    plan_attempt,
+)
 from ._wire import DOCS_SNAKE_KEYS, RawNumber, dumps, envelope, now_iso, recase
 
 __all__ = [
+    "Algorithm",
     "Casing",
     "ExpectedTotals",
     "FakeFreddyServer",
     "ListShape",
     "MonthLike",
+    "RateLimitHeaders",
     "RecordedRequest",
+    "ResetFormat",
+    "RetryAfterFormat",
 ]
 
 Casing = Literal["camel", "snake", "docs"]
 ListShape = Literal["keys", "api_keys"]
+Algorithm = Literal["token_bucket", "fixed_window", "sliding_window"]
+RateLimitHeaders = Literal["x-ratelimit", "ietf", "ietf-structured", "none"]
+ResetFormat = Literal["epoch", "epoch-ms", "delta"]
+RetryAfterFormat = Literal["seconds", "fraction", "ms", "http-date", "none"]
 
 _HOST = "127.0.0.1"
 _INT = re.compile(r"[+-]?\d{1,9}")
@@ -61,6 +79,8 @@ _BAD_GATEWAY_HTML = (
 # on a badly loaded machine, and aiohttp's shutdown timeout only for a handler stuck anyway.
 _DRAIN_TIMEOUT = 5.0
 _SHUTDOWN_TIMEOUT = 0.25
+# What a spent spending limit says to wait: a day, as such answers do (API.md, rate limits).
+_SPENDING_RETRY_AFTER = 86400.0
 
 
 class _YearMonthAttrs(Protocol):
@@ -176,7 +196,189 @@ def _check_org_id(org_id: str) -> str:
 
 
 def _number_text(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+    """An integer when whole, else the shortest decimals that read back the same float."""
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{Decimal(repr(float(value))):f}"  # never an exponent, as in repr(1e-05)
+
+
+def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class _RateLimits:
+    """The server's rate-limit options, checked together (see FakeFreddyServer for each)."""
+
+    requests_per_minute: float | None = None
+    rate_limit_burst: float | None = None
+    rate_limit_algorithm: Algorithm = "token_bucket"
+    rate_limit_window: float = 60.0
+    shared_quota: float = 0.0
+    rate_limit_headers: RateLimitHeaders = "x-ratelimit"
+    rate_limit_reset: ResetFormat = "epoch"
+    retry_after_format: RetryAfterFormat = "seconds"
+    clock_skew: float = 0.0
+    exhausted_keys: frozenset[str] = frozenset()
+
+    # Changing one of these starts every organization's quota afresh.
+    SHAPING = (
+        "requests_per_minute",
+        "rate_limit_burst",
+        "rate_limit_algorithm",
+        "rate_limit_window",
+        "shared_quota",
+    )
+
+    def __post_init__(self) -> None:
+        rpm, window, share = self.requests_per_minute, self.rate_limit_window, self.shared_quota
+        if rpm is not None and not rpm > 0:
+            raise ValueError(f"requests_per_minute must be positive, not {rpm}")
+        if self.rate_limit_burst is not None and not self.rate_limit_burst >= 1:
+            raise ValueError(f"rate_limit_burst must be at least 1, not {self.rate_limit_burst}")
+        _choice("rate_limit_algorithm", self.rate_limit_algorithm, get_args(Algorithm))
+        if not 0 < window < math.inf:
+            raise ValueError(f"rate_limit_window must be a positive number of seconds, not {window}")
+        if not 0 <= share < 1:
+            raise ValueError(f"shared_quota must be from 0 to below 1, not {share}")
+        _choice("rate_limit_headers", self.rate_limit_headers, get_args(RateLimitHeaders))
+        _choice("rate_limit_reset", self.rate_limit_reset, get_args(ResetFormat))
+        _choice("retry_after_format", self.retry_after_format, get_args(RetryAfterFormat))
+        if not math.isfinite(self.clock_skew):
+            raise ValueError(f"clock_skew must be a finite number of seconds, not {self.clock_skew}")
+        self._check_keys()
+        self._check_quota()
+
+    def _check_keys(self) -> None:
+        keys: Any = self.exhausted_keys
+        # A bare string is a collection of one-letter keys: surely not what was meant.
+        if isinstance(keys, str) or not all(isinstance(k, str) and k for k in keys):
+            raise ValueError(f"exhausted_keys must be a collection of key IDs, not {keys!r}")
+        object.__setattr__(self, "exhausted_keys", frozenset(self.exhausted_keys))
+
+    def _check_quota(self) -> None:
+        quota = self.quota
+        if quota is None:
+            return
+        if not quota + 1e-9 >= 1:
+            raise ValueError(
+                "the quota per window, requests_per_minute * rate_limit_window / 60, "
+                f"must be at least 1, not {quota:g}"
+            )
+        # A window admits whole requests: the other consumer must leave one a window to us.
+        if self.rate_limit_algorithm != "token_bucket" and (1 - self.shared_quota) * quota < 1:
+            raise ValueError(
+                f"shared_quota {self.shared_quota} leaves less than one request of the quota "
+                f"of {quota:g} a window"
+            )
+
+    @property
+    def quota(self) -> float | None:
+        """Requests per window (Q), None without a limit."""
+        if self.requests_per_minute is None:
+            return None
+        return self.requests_per_minute * self.rate_limit_window / 60
+
+    @property
+    def burst(self) -> float | None:
+        """The token bucket's capacity: as given, else one second's worth and at least 1."""
+        if self.rate_limit_burst is not None or self.requests_per_minute is None:
+            return self.rate_limit_burst
+        return max(1.0, self.requests_per_minute / 60)
+
+
+_T = TypeVar("_T")
+
+
+class _LimitOption(Generic[_T]):
+    """A rate-limit option of the server: checked when set, and in force from the next request."""
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, server: None, owner: type[Any]) -> _LimitOption[_T]: ...
+
+    @overload
+    def __get__(self, server: FakeFreddyServer, owner: type[Any]) -> _T: ...
+
+    def __get__(
+        self, server: FakeFreddyServer | None, owner: type[Any]
+    ) -> _T | _LimitOption[_T]:
+        if server is None:
+            return self
+        return cast("_T", getattr(server._limits, self._name))
+
+    def __set__(self, server: FakeFreddyServer, value: _T) -> None:
+        server._set_limits(**{self._name: value})
+
+
+def _round_up(seconds: float) -> int:
+    # To the microsecond first, so that float noise around a whole second (a window's end
+    # computed as now + (end - now)) does not add a second.
+    return math.ceil(round(seconds, 6))
+
+
+def _http_date(epoch: float) -> str:
+    """RFC 9110 IMF-fixdate, e.g. ``Sun, 06 Nov 1994 08:49:37 GMT``."""
+    return email.utils.formatdate(epoch, usegmt=True)
+
+
+def _reset_text(limits: _RateLimits, seconds: float, server_now: float) -> str:
+    if limits.rate_limit_reset == "delta":
+        return str(_round_up(seconds))
+    if limits.rate_limit_reset == "epoch-ms":
+        return str(_round_up((server_now + seconds) * 1000))
+    return str(_round_up(server_now + seconds))
+
+
+def _budget_headers(limits: _RateLimits, verdict: Verdict, server_now: float) -> dict[str, str]:
+    """The headers that tell the budget, in the dialect of ``rate_limit_headers``."""
+    assert limits.quota is not None
+    quota, window = _number_text(limits.quota), _number_text(limits.rate_limit_window)
+    remaining, delta = str(verdict.remaining), str(_round_up(verdict.reset_after))
+    if limits.rate_limit_headers == "x-ratelimit":
+        return {
+            "X-RateLimit-Limit": quota,
+            "X-RateLimit-Remaining": remaining,
+            "X-RateLimit-Reset": _reset_text(limits, verdict.reset_after, server_now),
+        }
+    if limits.rate_limit_headers == "ietf":
+        return {
+            "RateLimit-Limit": quota,
+            "RateLimit-Remaining": remaining,
+            "RateLimit-Reset": delta,
+            "RateLimit-Policy": f"{quota};w={window}",
+        }
+    if limits.rate_limit_headers == "ietf-structured":
+        return {
+            "RateLimit": f'"default";r={remaining};t={delta}',
+            "RateLimit-Policy": f'"default";q={quota};w={window}',
+        }
+    return {}
+
+
+def _retry_after(
+    limits: _RateLimits, wait: float, server_now: float
+) -> tuple[dict[str, str], RawNumber | None]:
+    """The header that says how long to wait, and the same wait in seconds for the envelope.
+
+    Every format rounds up: waiting what it says always finds room.
+    """
+    fmt = limits.retry_after_format
+    seconds = str(math.ceil(wait))
+    if fmt == "seconds":
+        return {"Retry-After": seconds}, RawNumber(seconds)
+    millis = math.ceil(wait * 1000)
+    fraction = _number_text(millis / 1000)
+    if fmt == "fraction":
+        return {"Retry-After": fraction}, RawNumber(fraction)
+    if fmt == "ms":
+        return {"retry-after-ms": str(millis)}, RawNumber(fraction)
+    if fmt == "http-date":
+        return {"Retry-After": _http_date(math.ceil(server_now + wait))}, RawNumber(seconds)
+    return {}, None
 
 
 class FakeFreddyServer:
@@ -205,9 +407,36 @@ class FakeFreddyServer:
             or ``"api_keys"`` (``api_keys``/``pagination``).
         extra_orgs: More organizations, ID to key count, reachable with the same ``api_key``.
         port: Port to listen on; 0 picks a free one.
-        requests_per_minute: Per-organization limit of the analytics endpoints (token bucket);
-            None for no limit. The key listing is not limited.
-        rate_limit_burst: Bucket capacity; default one second's worth, at least 1.
+        requests_per_minute: The rate of the per-organization limit of the analytics
+            endpoints; None for no limit. The key listing is not limited.
+        rate_limit_burst: The token bucket's capacity; default one second's worth, at least 1.
+        rate_limit_algorithm: How the limit counts (see below): ``"token_bucket"`` (default),
+            ``"fixed_window"`` or ``"sliding_window"``.
+        rate_limit_window: The window W in seconds (default 60). The quota per window is
+            Q = ``requests_per_minute * rate_limit_window / 60``, at least 1; the windowed
+            algorithms admit Q rounded down a window.
+        shared_quota: The share, from 0 to below 1, of the quota that another consumer of the
+            same organization uses: it spends ``shared_quota * requests_per_minute / 60``
+            requests a second whenever the quota has room, so about ``1 - shared_quota`` of
+            the limit is left to the caller. Simulated, lazily, at each request.
+        rate_limit_headers: The budget headers sent with every limited answer, 200 and 429:
+            ``"x-ratelimit"`` (``X-RateLimit-Limit``/``-Remaining``/``-Reset``), ``"ietf"``
+            (``RateLimit-Limit``/``-Remaining``/``-Reset`` in delta seconds and
+            ``RateLimit-Policy: Q;w=W``), ``"ietf-structured"`` (``RateLimit: "default";r=R;t=T``
+            and ``RateLimit-Policy: "default";q=Q;w=W``) or ``"none"``.
+        rate_limit_reset: ``X-RateLimit-Reset`` as ``"epoch"`` seconds (default),
+            ``"epoch-ms"`` or ``"delta"`` seconds from now.
+        retry_after_format: The wait of a 429: ``"seconds"`` (default: integer
+            ``Retry-After``), ``"fraction"`` (decimal seconds to the millisecond),
+            ``"ms"`` (``retry-after-ms`` in integer milliseconds instead), ``"http-date"``
+            (``Retry-After`` as a date) or ``"none"``. Every format rounds up, so waiting what
+            it says finds room; the envelope's ``details.retry_after`` gives the same wait in
+            seconds when a header does.
+        clock_skew: Seconds the server's clock runs ahead of the caller's (may be negative):
+            moves epoch resets, HTTP dates and the fixed windows' alignment.
+        exhausted_keys: Keys whose spending limit is used up: their usage requests answer 429
+            ``USAGE_LIMIT_EXCEEDED`` naming the key, with a one-day ``Retry-After`` (in
+            ``retry_after_format``), without touching the rate limit.
         error_rate: Share of 500/502/503 answers (502 with an HTML body; 503 JSON or empty).
         drop_rate: Share of requests whose connection is closed without an answer.
         truncate_rate: Share of 200 answers cut short of their declared Content-Length.
@@ -222,6 +451,28 @@ class FakeFreddyServer:
     organization checks, and before the query is validated. The fault options
     (``error_rate``, ``drop_rate``, ``truncate_rate``, ``latency``, ``slow_rate``,
     ``slow_delay``, ``fail_first``) are attributes that may be changed on a running server.
+    So are the rate-limit options, checked when set; changing ``requests_per_minute``,
+    ``rate_limit_burst``, ``rate_limit_algorithm``, ``rate_limit_window`` or
+    ``shared_quota`` starts every organization's quota afresh.
+
+    Rate limits, per organization, all read on the clock of ``freddy_async._clock`` (virtual
+    inside :func:`~freddy_async.testing.instant_retries`):
+
+    - ``token_bucket``: ``requests_per_minute / 60`` tokens a second refill a bucket of
+      ``rate_limit_burst`` tokens; a request takes one. Reset: with no whole token left, when
+      the bucket next holds one; else when it is full again.
+    - ``fixed_window``: windows of W seconds aligned to multiples of W on the server's epoch
+      clock (``clock_skew`` included); the count restarts at each. Reset: the window's end.
+    - ``sliding_window``: a log of accepted requests (429s are not logged); a request is
+      accepted while fewer than Q were accepted in the last W seconds. Reset: when the oldest
+      logged request leaves the window (W from now when none is logged).
+
+    Remaining (R) is the whole number of requests that would be accepted right now, after
+    this one. ``Retry-After`` is the time until a request would be accepted: one token, the
+    window's end, or the oldest logged request leaving (later if the other consumer of
+    ``shared_quota``, which waits its turn first, takes that room). Q and W are written as
+    integers when whole, else as decimals; times are rounded up to whole seconds (or
+    milliseconds). Every answer carries the server's own ``Date`` (``clock_skew`` included).
 
     Raises:
         ValueError: an option is out of range.
@@ -240,6 +491,14 @@ class FakeFreddyServer:
         port: int = 0,
         requests_per_minute: float | None = None,
         rate_limit_burst: float | None = None,
+        rate_limit_algorithm: Algorithm = "token_bucket",
+        rate_limit_window: float = 60.0,
+        shared_quota: float = 0.0,
+        rate_limit_headers: RateLimitHeaders = "x-ratelimit",
+        rate_limit_reset: ResetFormat = "epoch",
+        retry_after_format: RetryAfterFormat = "seconds",
+        clock_skew: float = 0.0,
+        exhausted_keys: Collection[str] = (),
         error_rate: float = 0.0,
         drop_rate: float = 0.0,
         truncate_rate: float = 0.0,
@@ -257,10 +516,19 @@ class FakeFreddyServer:
             raise ValueError(f"port must be from 0 to 65535, not {port}")
         if fail_first < 0:
             raise ValueError(f"fail_first must be zero or more, not {fail_first}")
-        if requests_per_minute is not None and not requests_per_minute > 0:
-            raise ValueError(f"requests_per_minute must be positive, not {requests_per_minute}")
-        if rate_limit_burst is not None and not rate_limit_burst >= 1:
-            raise ValueError(f"rate_limit_burst must be at least 1, not {rate_limit_burst}")
+        self._limits = _RateLimits(
+            requests_per_minute=requests_per_minute,
+            rate_limit_burst=rate_limit_burst,
+            rate_limit_algorithm=rate_limit_algorithm,
+            rate_limit_window=rate_limit_window,
+            shared_quota=shared_quota,
+            rate_limit_headers=rate_limit_headers,
+            rate_limit_reset=rate_limit_reset,
+            retry_after_format=retry_after_format,
+            clock_skew=clock_skew,
+            exhausted_keys=cast("frozenset[str]", exhausted_keys),  # made one when checked
+        )
+        self._limiters: dict[str, Limiter] = {}
         if api_key is not None and not api_key:
             raise ValueError("api_key must not be empty")
         orgs = {_check_org_id(org_id): keys, **(extra_orgs or {})}
@@ -281,12 +549,6 @@ class FakeFreddyServer:
         self.seed: int = seed
         self.casing: Casing = casing
         self.list_shape: ListShape = list_shape
-        self.requests_per_minute = requests_per_minute
-        self.rate_limit_burst = (
-            rate_limit_burst
-            if rate_limit_burst is not None or requests_per_minute is None
-            else max(1.0, requests_per_minute / 60)
-        )
         self.error_rate = _check_rate("error_rate", error_rate)
         self.drop_rate = _check_rate("drop_rate", drop_rate)
         self.truncate_rate = _check_rate("truncate_rate", truncate_rate)
@@ -301,12 +563,13 @@ class FakeFreddyServer:
         self._request_count = 0
         self.rate_limited_count = 0
         """429 answers given by the rate limiter."""
+        self.spending_limited_count = 0
+        """429 answers given for ``exhausted_keys``."""
         self.faults = FaultCounts()
         """Answers of each injected fault."""
         self._fetches: Counter[tuple[str, int, int]] = Counter()
         self._daily_fetches: Counter[tuple[str, int, int]] = Counter()
         self._attempts: Counter[str] = Counter()
-        self._buckets: dict[str, TokenBucket] = {}
         self._totals: dict[tuple[str, int, int], MonthTotals] = {}
         self._daily: dict[tuple[str, int, int], tuple[list[DayRow], MonthTotals]] = {}
 
@@ -316,6 +579,31 @@ class FakeFreddyServer:
         self._idle: asyncio.Event | None = None
         self._inflight = 0
         self._arrived = asyncio.Event()
+
+    requests_per_minute = _LimitOption[float | None]()
+    rate_limit_algorithm = _LimitOption[Algorithm]()
+    rate_limit_window = _LimitOption[float]()
+    shared_quota = _LimitOption[float]()
+    rate_limit_headers = _LimitOption[RateLimitHeaders]()
+    rate_limit_reset = _LimitOption[ResetFormat]()
+    retry_after_format = _LimitOption[RetryAfterFormat]()
+    clock_skew = _LimitOption[float]()
+    exhausted_keys = _LimitOption[Collection[str]]()
+
+    @property
+    def rate_limit_burst(self) -> float | None:
+        """The token bucket's capacity (the default filled in); None without a limit."""
+        return self._limits.burst
+
+    @rate_limit_burst.setter
+    def rate_limit_burst(self, value: float | None) -> None:
+        self._set_limits(rate_limit_burst=value)
+
+    def _set_limits(self, **changes: Any) -> None:
+        limits = dataclasses.replace(self._limits, **changes)  # checks, or raises ValueError
+        if any(getattr(limits, n) != getattr(self._limits, n) for n in _RateLimits.SHAPING):
+            self._limiters.clear()
+        self._limits = limits
 
     def __repr__(self) -> str:
         # The API key stays out on purpose: reprs end up in logs.
@@ -341,6 +629,7 @@ class FakeFreddyServer:
         self._arrived = asyncio.Event()
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
+        app.on_response_prepare.append(self._stamp_date)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT)
         await runner.setup()
         try:
@@ -444,6 +733,7 @@ class FakeFreddyServer:
         self.requests.clear()
         self._request_count = 0
         self.rate_limited_count = 0
+        self.spending_limited_count = 0
         self.faults.reset()
         self._fetches.clear()
         self._daily_fetches.clear()
@@ -651,6 +941,8 @@ class FakeFreddyServer:
                 error_type="authorization_error",
                 details={"organization_id": org_id},
             )
+        if kind == "usage":
+            self._check_spending(org_id, parts[5])
         rate_headers = self._rate_limit(org_id) if kind != "list" else {}
         plan = self._plan(path, record.query_string)
         await self._misbehave(plan, record)
@@ -681,35 +973,76 @@ class FakeFreddyServer:
         if not secrets.compare_digest(sent_bytes, self.api_key.encode("utf-8")):
             raise _error(401, "INVALID_API_KEY", "Invalid API key")
 
+    def _server_now(self) -> float:
+        """The server's epoch clock: the one clock of the library, plus ``clock_skew``."""
+        return _clock.wall() + self._limits.clock_skew
+
+    async def _stamp_date(self, request: web.Request, response: web.StreamResponse) -> None:
+        # aiohttp keeps a Date it is given: this one follows the virtual clock and the skew.
+        response.headers["Date"] = _http_date(self._server_now())
+
+    def _check_spending(self, org_id: str, key_id: str) -> None:
+        """Answer 429 for a key whose spending limit is used up: no throttling, a long wait."""
+        if key_id not in self._limits.exhausted_keys:
+            return
+        self.spending_limited_count += 1
+        headers, _ = _retry_after(self._limits, _SPENDING_RETRY_AFTER, self._server_now())
+        raise _error(
+            429,
+            "USAGE_LIMIT_EXCEEDED",
+            "Usage limit exceeded",
+            system_message="The API key's spending limit is used up",
+            details={"api_key_id": key_id, "organization_id": org_id},
+            headers=headers,
+        )
+
+    def _limiter(self, org_id: str) -> Limiter:
+        limiter = self._limiters.get(org_id)
+        if limiter is None:
+            limiter = self._limiters[org_id] = self._new_limiter()
+        return limiter
+
+    def _new_limiter(self) -> Limiter:
+        limits = self._limits
+        assert limits.quota is not None
+        assert limits.requests_per_minute is not None
+        assert limits.burst is not None
+        window = limits.rate_limit_window
+        shared = limits.shared_quota * limits.requests_per_minute / 60
+        if limits.rate_limit_algorithm == "fixed_window":
+            # Real servers align fixed windows to their own epoch clock.
+            return FixedWindow(limits.quota, window, self._server_now, shared_rate=shared)
+        if limits.rate_limit_algorithm == "sliding_window":
+            return SlidingWindow(limits.quota, window, _clock.now, shared_rate=shared)
+        return TokenBucket(
+            limits.quota, window, _clock.now, capacity=limits.burst, shared_rate=shared
+        )
+
     def _rate_limit(self, org_id: str) -> dict[str, str]:
-        """Take a token of the organization's bucket; answer 429 when there is none."""
-        if self.requests_per_minute is None:
+        """Pass the request through its organization's limit; answer 429 when there is no room."""
+        limits = self._limits
+        if limits.quota is None:
             return {}
-        assert self.rate_limit_burst is not None
-        bucket = self._buckets.get(org_id)
-        if bucket is None:
-            bucket = TokenBucket(
-                self.requests_per_minute / 60, self.rate_limit_burst, _clock.now
-            )
-            self._buckets[org_id] = bucket
-        allowed = bucket.take()
-        headers = {
-            "X-RateLimit-Limit": _number_text(self.requests_per_minute),
-            "X-RateLimit-Remaining": str(bucket.remaining),
-            "X-RateLimit-Reset": str(bucket.reset_epoch()),
-        }
-        if allowed:
+        verdict = self._limiter(org_id).take()
+        server_now = self._server_now()
+        headers = _budget_headers(limits, verdict, server_now)
+        if verdict.accepted:
             return headers
         self.rate_limited_count += 1
-        # Rounded up to the millisecond, so waiting exactly this long always finds a token.
-        wait = f"{math.ceil(bucket.retry_after() * 1000) / 1000:.3f}".rstrip("0").rstrip(".")
+        wait_headers, wait = _retry_after(limits, verdict.retry_after, server_now)
+        details: dict[str, Any] = {"organization_id": org_id}
+        if wait is not None:
+            details["retry_after"] = wait
         raise _error(
             429,
             "RATE_LIMIT_EXCEEDED",
             "Rate limit exceeded",
-            system_message=f"More than {headers['X-RateLimit-Limit']} requests per minute",
-            details={"organization_id": org_id, "retry_after": RawNumber(wait)},
-            headers={**headers, "Retry-After": wait},
+            system_message=(
+                f"More than {_number_text(limits.quota)} requests in "
+                f"{_number_text(limits.rate_limit_window)} seconds"
+            ),
+            details=details,
+            headers={**headers, **wait_headers},
         )
 
     def _plan(self, path: str, query: str) -> Plan:
