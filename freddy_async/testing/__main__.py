@@ -13,8 +13,15 @@ import contextlib
 import signal
 import sys
 from collections.abc import Sequence
+from typing import get_args
 
-from ._server import FakeFreddyServer
+from ._server import (
+    Algorithm,
+    FakeFreddyServer,
+    RateLimitHeaders,
+    ResetFormat,
+    RetryAfterFormat,
+)
 
 __all__ = ["main"]
 
@@ -49,6 +56,40 @@ def _parser() -> argparse.ArgumentParser:
     add("--list-shape", choices=("keys", "api_keys"), default="keys", help="key listing shape")
     add("--requests-per-minute", type=float, default=None, help="per-organization rate limit")
     add("--rate-limit-burst", type=float, default=None, help="rate limit bucket capacity")
+    add(
+        "--rate-limit-algorithm",
+        choices=get_args(Algorithm),
+        default="token_bucket",
+        help="how the limit counts (default token_bucket)",
+    )
+    add("--rate-limit-window", type=float, default=60.0, help="window in seconds (default 60)")
+    add(
+        "--rate-limit-headers",
+        choices=get_args(RateLimitHeaders),
+        default="x-ratelimit",
+        help="budget header dialect (default x-ratelimit)",
+    )
+    add(
+        "--rate-limit-reset",
+        choices=get_args(ResetFormat),
+        default="epoch",
+        help="X-RateLimit-Reset as epoch seconds, epoch-ms or delta (default epoch)",
+    )
+    add(
+        "--retry-after-format",
+        choices=get_args(RetryAfterFormat),
+        default="seconds",
+        help="how a 429 says how long to wait (default seconds)",
+    )
+    add("--shared-quota", type=float, default=0.0, help="share of the quota another consumer uses")
+    add("--clock-skew", type=float, default=0.0, help="seconds the server's clock runs ahead")
+    add(
+        "--exhausted-key",
+        action="append",
+        default=[],
+        metavar="KEY_ID",
+        help="a key whose spending limit is used up: 429 USAGE_LIMIT_EXCEEDED (repeatable)",
+    )
     add("--error-rate", type=float, default=0.0, help="share of 500/502/503 answers")
     add("--drop-rate", type=float, default=0.0, help="share of connections dropped unanswered")
     add("--truncate-rate", type=float, default=0.0, help="share of 200 bodies cut short")
@@ -71,6 +112,14 @@ async def _serve(args: argparse.Namespace) -> None:
         port=args.port,
         requests_per_minute=args.requests_per_minute,
         rate_limit_burst=args.rate_limit_burst,
+        rate_limit_algorithm=args.rate_limit_algorithm,
+        rate_limit_window=args.rate_limit_window,
+        rate_limit_headers=args.rate_limit_headers,
+        rate_limit_reset=args.rate_limit_reset,
+        retry_after_format=args.retry_after_format,
+        shared_quota=args.shared_quota,
+        clock_skew=args.clock_skew,
+        exhausted_keys=args.exhausted_key,
         error_rate=args.error_rate,
         drop_rate=args.drop_rate,
         truncate_rate=args.truncate_rate,
