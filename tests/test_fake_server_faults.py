@@ -335,6 +335,11 @@ async def test_standalone_server_prints_its_address_and_stops_on_signal(
         "snake",
         "--error-rate",
         "0",
+        # The rate-limit flags reach the server: a sliding window of 100 a second, IETF headers.
+        *("--requests-per-minute", "6000", "--rate-limit-window", "1"),
+        *("--rate-limit-algorithm", "sliding_window", "--rate-limit-headers", "ietf"),
+        *("--rate-limit-reset", "delta", "--retry-after-format", "http-date"),
+        *("--shared-quota", "0.1", "--clock-skew", "5", "--exhausted-key", "ak_spent"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -354,7 +359,12 @@ async def test_standalone_server_prints_its_address_and_stops_on_signal(
         url = f"{base_url}/v1/analytics/api-keys/usage/org_demo/{expected.key_ids[2]}?year=2025"
         async with http.get(url + "&month=7", headers={"X-API-Key": api_key}) as response:
             body = json.loads(await response.text(), parse_float=Decimal)
+            assert response.headers["RateLimit-Policy"] == "100;w=1"
         assert body == expected.expected_usage(expected.key_ids[2], 2025, 7)
+        spent = f"{base_url}/v1/analytics/api-keys/usage/org_demo/ak_spent"
+        async with http.get(spent, headers={"X-API-Key": api_key}) as response:
+            assert response.status == 429
+            assert response.headers["Retry-After"].endswith(" GMT")
     finally:
         if process.returncode is None:
             process.send_signal(sig)

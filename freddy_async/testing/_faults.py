@@ -108,8 +108,11 @@ def plan_attempt(
 
 Clock = Callable[[], float]
 
-# Summed refills can fall a hair short of a whole token; a request that waited exactly the
-# announced time must still find one.
+# Waits go on the wire rounded to the microsecond at best, and float sums of times land a hair
+# either side of a boundary: a request up to this early (seconds) is on time, so waiting the
+# announced time always finds room.
+_TOLERANCE = 1e-6
+# A quota computed as a product may fall a hair short of a whole number.
 _EPSILON = 1e-9
 
 # A search for room that never ends would be a bug (the shared quota always leaves room in
@@ -215,7 +218,7 @@ class TokenBucket(Limiter):
         self._stamp = now
 
     def _room(self) -> int:
-        return math.floor(self._tokens + _EPSILON)
+        return math.floor(self._tokens + _TOLERANCE * self._fill_rate)
 
     def _spend(self, at: float, *, irregular: bool) -> None:
         self._tokens -= 1
@@ -325,6 +328,7 @@ class FixedWindow(_Window):
 
     def _index(self, at: float) -> int:
         # Float division can land either side of a boundary that multiplication puts exactly.
+        at += _TOLERANCE
         index = math.floor(at / self.window)
         if (index + 1) * self.window <= at:
             return index + 1
@@ -383,8 +387,8 @@ class SlidingWindow(_Window):
         return clone
 
     def _advance(self, at: float) -> None:
-        # The same sum as _room_appears, so a request is gone exactly when room is announced.
-        while self._log and self._log[0][0] + self.window <= at:
+        # The same sum as _room_appears, so a request is gone when room is announced.
+        while self._log and self._log[0][0] + self.window <= at + _TOLERANCE:
             self._irregular -= self._log.popleft()[1]
 
     def _room(self) -> int:

@@ -316,7 +316,8 @@ class _LimitOption(Generic[_T]):
 
 def _round_up(seconds: float) -> int:
     # To the microsecond first, so that float noise around a whole second (a window's end
-    # computed as now + (end - now)) does not add a second.
+    # computed as now + (end - now)) does not add a second; the limiters take a request a
+    # microsecond early as on time.
     return math.ceil(round(seconds, 6))
 
 
@@ -367,17 +368,17 @@ def _retry_after(
     Every format rounds up: waiting what it says always finds room.
     """
     fmt = limits.retry_after_format
-    seconds = str(math.ceil(wait))
+    seconds = str(_round_up(wait))
     if fmt == "seconds":
         return {"Retry-After": seconds}, RawNumber(seconds)
-    millis = math.ceil(wait * 1000)
+    millis = math.ceil(round(wait * 1000, 3))  # to the microsecond first, as _round_up
     fraction = _number_text(millis / 1000)
     if fmt == "fraction":
         return {"Retry-After": fraction}, RawNumber(fraction)
     if fmt == "ms":
         return {"retry-after-ms": str(millis)}, RawNumber(fraction)
     if fmt == "http-date":
-        return {"Retry-After": _http_date(math.ceil(server_now + wait))}, RawNumber(seconds)
+        return {"Retry-After": _http_date(_round_up(server_now + wait))}, RawNumber(seconds)
     return {}, None
 
 
