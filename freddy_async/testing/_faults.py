@@ -177,7 +177,11 @@ class Limiter(ABC):
 
     @abstractmethod
     def _spend(self, at: float, *, irregular: bool) -> None:
-        """Count one accepted request at ``at``."""
+        """Count one accepted request at ``at``: ours, or the other consumer's.
+
+        ``irregular`` is False only for the other consumer's request served on arrival; the
+        sliding window's shortcut over idle stretches needs to know.
+        """
 
     @abstractmethod
     def _reset_after(self, now: float) -> float:
