@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import os
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -18,20 +19,20 @@ import aiohttp
 import attrs
 from yarl import URL
 
-from . import _batch, _clock
+from . import _batch, _clock, _transport
+from ._answers import RateLimitInfo
 from ._convert import parse_json, structure, structure_key_page
 from ._errors import (
-    APIConnectionError,
     APIStatusError,
-    APITimeoutError,
     FreddyError,
+    RateLimitError,
     ResponseValidationError,
     error_from_response,
 )
 from ._models import ApiKey, ApiKeyDailyUsage, ApiKeyUsage, KeyUsageReport
 from ._periods import MonthLike, YearMonth, check_month, check_year, unique_months
-from ._ratelimit import OrgPacer, Pacers
-from ._retry import RetryPolicy, call_with_retries, first_timeout, parse_retry_after
+from ._ratelimit import MAX_WAIT, OrgPacer, Pacers, WaitTooLong
+from ._retry import RetryPolicy, call_with_retries, first_timeout
 from ._version import __version__
 
 __all__ = ["DEFAULT_BASE_URL", "ClientStats", "FreddyClient"]
@@ -42,8 +43,6 @@ DEFAULT_BASE_URL = "https://api.aitronos.com"
 API_KEY_ENV = "FREDDY_API_KEY"
 USER_AGENT = f"freddy-async/{__version__}"
 
-# An answer larger than this is not one of this API's bodies; refuse it rather than buffer it.
-MAX_BODY_BYTES = 8 * 1024 * 1024
 _MAX_ID_LENGTH = 256
 # A shorter "key" (a test's "k") would be found inside ordinary words.
 _MIN_REDACTED = 6
@@ -153,16 +152,33 @@ class _Slots:
         self._free += 1
 
 
+@attrs.define
+class _Call:
+    """One call's state across its sends: 429s waited out and retries after failures alike."""
+
+    pacer: OrgPacer
+    session: aiohttp.ClientSession
+    url: URL
+    path: str
+    into: type[Any] | None
+    key_id: str | None
+    started: float | None = None  # the first send; the call's deadline counts from here
+    sends: int = 0
+    throttled: RateLimitError | None = None  # the last 429 waited out
+
+
 @attrs.frozen
 class ClientStats:
     """What a client has sent so far: a snapshot, for progress displays and monitoring.
 
     ``requests`` counts every attempt put on the wire (first tries and retries alike);
-    ``retries`` the attempts that repeated an earlier one.
+    ``retries`` the attempts that repeated an earlier one (after a failure or a 429);
+    ``throttled`` the 429 answers that were waited out as flow control.
     """
 
     requests: int
     retries: int
+    throttled: int = 0
 
 
 class FreddyClient:
@@ -245,6 +261,7 @@ class FreddyClient:
         self._closed = False
         self._sent = 0
         self._retries = 0
+        self._throttled = 0
 
     def __repr__(self) -> str:
         return (
@@ -260,7 +277,7 @@ class FreddyClient:
     @property
     def stats(self) -> ClientStats:
         """How many requests and retries this client has sent."""
-        return ClientStats(self._sent, self._retries)
+        return ClientStats(self._sent, self._retries, self._throttled)
 
     @property
     def max_concurrency(self) -> int:
@@ -306,111 +323,129 @@ class FreddyClient:
 
     # -- the request path ----------------------------------------------------------------------
 
-    def _get(
-        self, org_id: str, path: str, query: str = "", *, into: type[Any] | None = None
-    ) -> Coroutine[Any, Any, Any]:
-        """GET ``path`` (already quoted) for ``org_id`` with retries.
+    async def _get(
+        self,
+        org_id: str,
+        path: str,
+        query: str = "",
+        *,
+        into: type[Any] | None = None,
+        key_id: str | None = None,
+    ) -> Any:
+        """GET ``path`` (already quoted) for ``org_id``: admitted, sent, read, retried.
 
-        Returns the coroutine of the first attempt, which answers the decoded JSON, structured
-        into ``into`` when given. A plain function, so the request path is one coroutine frame
-        deep: every resume of every request passes through each frame of the chain.
+        Returns the decoded JSON, structured into ``into`` when given. ``key_id`` names the key
+        the request is about, so a 429 that names the key holds back that key only.
         """
         session = self._ensure_session()
         url = URL(f"{self._base_url}{path}{'?' + query if query else ''}", encoded=True)
-        pacer = self._pacers.get(org_id)
-        return self._attempt(session, url, pacer, path, into, self._first_timeout, _clock.now())
-
-    async def _attempt(
-        self,
-        session: aiohttp.ClientSession,
-        url: URL,
-        pacer: OrgPacer,
-        path: str,
-        into: type[Any] | None,
-        timeout: float,
-        started: float | None,
-    ) -> Any:
-        """Send one attempt. The first (``started`` set) also runs the retries if it fails."""
+        call = _Call(self._pacers.get(org_id), session, url, path, into, key_id)
         try:
-            slots = self._slots
-            if not slots.try_acquire():
-                await slots.acquire()
             try:
-                if not pacer.idle:
-                    await pacer.acquire()
-                self._sent += 1
-                if started is None:
-                    self._retries += 1
-                failure: FreddyError | None = None
-                try:
-                    with _clock.io():
-                      async with session.get(
-                        url,
-                        headers=self._request_headers,
-                        timeout=(
-                            self._client_timeout
-                            if timeout == self._first_timeout
-                            else aiohttp.ClientTimeout(total=timeout)
-                        ),
-                        allow_redirects=False,  # a redirect would carry the API key elsewhere
-                    ) as response:
-                        status = response.status
-                        length = response.content_length
-                        if length is not None and length <= MAX_BODY_BYTES:
-                            body = await response.read()
-                        else:
-                            body = await _read_body_bounded(response)
-                        headers = response.headers
-                        reason = response.reason
-                except asyncio.TimeoutError:
-                    failure = APITimeoutError(f"GET {path}: no answer within {timeout:.3g} s")
-                except aiohttp.ClientConnectorCertificateError as exc:
-                    # Another attempt would meet the same certificate: fail at once.
-                    failure = APIConnectionError(
-                        f"GET {path}: TLS certificate does not verify: {exc.certificate_error}",
-                        retryable=False,
-                    )
-                except aiohttp.ClientError as exc:
-                    failure = APIConnectionError(f"GET {path}: {type(exc).__name__}: {exc}")
-                if failure is not None:
-                    # Raised outside the except block, so with no __context__: aiohttp's
-                    # exception keeps the request's headers, the API key among them.
-                    raise failure
-            finally:
-                slots.release()
-            if status >= 300 or "X-RateLimit-Remaining" in headers:
-                retry_after = parse_retry_after(headers)
-                pacer.observe(status, headers, retry_after)
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("GET %s -> %d (%d bytes)", path, status, len(body))
-            if status >= 300:
-                text = self._redact(body.decode("utf-8", "replace"))
-                if status < 400:
-                    location = self._redact(headers.get("Location", ""))
-                    raise APIStatusError(
-                        f"unexpected redirect to {location!r}; not followed", status=status,
-                        body=text[:4096],
-                    )
-                raise error_from_response(status, text, reason=reason, retry_after=retry_after)
-            data = parse_json(body)
-            if isinstance(data, dict) and data.get("success") is False and "error" in data:
-                # An error envelope with a 2xx status: still an error, typed by what it says.
-                env_status = data["error"].get("status") if isinstance(data["error"], dict) else None
-                error_status = env_status if type(env_status) is int and env_status >= 400 else 500
-                raise error_from_response(error_status, self._redact(body.decode("utf-8", "replace")))
-            return data if into is None else structure(data, into)
+                return await self._attempt(call, self._first_timeout)
+            except FreddyError as exc:
+                failed = exc
+            # Only after a failed first attempt: the retry loop decides what comes next.
+            assert call.started is not None
+            return await call_with_retries(
+                functools.partial(self._attempt, call),
+                self._policy,
+                failed=failed,
+                started=call.started,
+                timeout=self._timeout,
+                what=f"GET {path}",
+            )
         except FreddyError as exc:
-            if started is None:
+            exc.attempts = call.sends
+            raise
+
+    async def _attempt(self, call: _Call, timeout: float) -> Any:
+        """One attempt: admitted, sent and read; a 429 that fits the deadline is waited out."""
+        while True:
+            deadline = None if call.started is None else call.started + self._policy.deadline
+            try:
+                if not call.pacer.try_admit():
+                    await call.pacer.admit(call.key_id, deadline)
+            except WaitTooLong as exc:
+                assert call.throttled is not None
+                call.throttled.retry_after = exc.wait
+                raise call.throttled from None
+            if call.started is None:
+                call.started = _clock.now()
+            answer = await self._send(call, timeout)
+            info = call.pacer.answered(answer.status, answer.headers)
+            if answer.status != 429:
+                return self._read(call, answer, info)
+            self._throttle(call, self._error(answer, info), info)
+
+    async def _send(self, call: _Call, timeout: float) -> _transport.Answer:
+        slots = self._slots
+        if not slots.try_acquire():
+            try:
+                await slots.acquire()
+            except BaseException:
+                call.pacer.unanswered()
                 raise
-            failed = exc
-        # Only after a failed first attempt: the retry loop decides what comes next.
+        try:
+            self._sent += 1
+            if call.sends:
+                self._retries += 1
+            call.sends += 1
+            return await _transport.get(
+                call.session,
+                call.url,
+                headers=self._request_headers,
+                timeout=(
+                    self._client_timeout
+                    if timeout == self._first_timeout
+                    else aiohttp.ClientTimeout(total=timeout)
+                ),
+                path=call.path,
+            )
+        except BaseException:
+            call.pacer.unanswered()
+            raise
+        finally:
+            slots.release()
 
-        async def again(timeout: float) -> Any:
-            return await self._attempt(session, url, pacer, path, into, timeout, None)
+    def _throttle(self, call: _Call, error: APIStatusError, info: RateLimitInfo) -> None:
+        """Hold the organization (or key) after a 429, or raise it when it is no throttling."""
+        assert isinstance(error, RateLimitError)
+        assert call.started is not None
+        wait = error.retry_after
+        if wait is not None and wait > MAX_WAIT:
+            raise error  # a spending limit used up: hours or days, not flow control
+        if wait is not None and _clock.now() + wait > call.started + self._policy.deadline:
+            raise error
+        self._throttled += 1
+        call.throttled = error
+        named = error.details.get("api_key_id") if isinstance(error.details, dict) else None
+        key = call.key_id if named is not None and named == call.key_id else None
+        call.pacer.throttled(info, key)
 
-        return await call_with_retries(
-            again, self._policy, timeout=self._timeout, what=f"GET {path}", failed=failed, started=started
-        )
+    def _read(self, call: _Call, answer: _transport.Answer, info: RateLimitInfo) -> Any:
+        status, body = answer.status, answer.body
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("GET %s -> %d (%d bytes)", call.path, status, len(body))
+        if status >= 300:
+            raise self._error(answer, info)
+        data = parse_json(body)
+        if isinstance(data, dict) and data.get("success") is False and "error" in data:
+            # An error envelope with a 2xx status: still an error, typed by what it says.
+            env_status = data["error"].get("status") if isinstance(data["error"], dict) else None
+            error_status = env_status if type(env_status) is int and env_status >= 400 else 500
+            raise error_from_response(error_status, self._redact(body.decode("utf-8", "replace")))
+        return data if call.into is None else structure(data, call.into)
+
+    def _error(self, answer: _transport.Answer, info: RateLimitInfo) -> APIStatusError:
+        text = self._redact(answer.body.decode("utf-8", "replace"))
+        if answer.status < 400:
+            location = self._redact(answer.headers.get("Location", ""))
+            return APIStatusError(
+                f"unexpected redirect to {location!r}; not followed", status=answer.status,
+                body=text[:4096],
+            )
+        return error_from_response(answer.status, text, reason=answer.reason, retry_after=info.retry_after)
 
     def _redact(self, text: str) -> str:
         # A server may repeat the key in an error answer, and exceptions end up in logs.
@@ -440,7 +475,7 @@ class FreddyClient:
         _check_id(api_key_id, "api_key_id")
         query = _month_query(month, year)
         path = _usage_prefix(org_id) + _segment(api_key_id)
-        usage: ApiKeyUsage = await self._get(org_id, path, query, into=ApiKeyUsage)
+        usage: ApiKeyUsage = await self._get(org_id, path, query, into=ApiKeyUsage, key_id=api_key_id)
         return usage
 
     async def get_api_key_daily_usage(
@@ -544,7 +579,7 @@ class FreddyClient:
             # What get_api_key_usage does, minus its checks: the org and months were checked
             # once above, and the key's ID up front or just now.
             query = f"month={month.month}&year={month.year}"
-            return self._get(org_id, prefix + _segment(key_id), query, into=ApiKeyUsage)
+            return self._get(org_id, prefix + _segment(key_id), query, into=ApiKeyUsage, key_id=key_id)
 
         return _batch.iter_usage(fetch, keys, month_list, concurrency=self._max_concurrency)
 
@@ -577,19 +612,3 @@ def _month_query(month: int | None, year: int | None) -> str:
     if year is not None:
         parts.append(f"year={check_year(year)}")
     return "&".join(parts)
-
-
-async def _read_body_bounded(response: aiohttp.ClientResponse) -> bytes:
-    """Read a body of unknown or excessive length, refusing (or cutting) it past the limit."""
-    chunks = []
-    size = 0
-    async for chunk in response.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            if response.status >= 300:
-                break  # an error page only feeds a clipped message: its start is enough
-            raise ResponseValidationError(
-                f"the answer is larger than {MAX_BODY_BYTES} bytes; refused"
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)

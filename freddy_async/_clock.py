@@ -52,8 +52,10 @@ class _VirtualClock:
     """A discrete-event clock: sleepers wake in order of their wake-up time."""
 
     def __init__(self) -> None:
-        self.now = time.monotonic()
-        self.wall_offset = time.time() - self.now
+        # Whole seconds, so that a server's windows aligned to the epoch fall the same way in
+        # every run: a virtual run repeats exactly.
+        self.now = float(int(time.monotonic()))
+        self.wall_offset = int(time.time()) - self.now
         self.waits: list[RecordedWait] = []
         self.exchanges = 0
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []

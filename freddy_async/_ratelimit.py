@@ -1,138 +1,268 @@
-"""Per-organization pacing, shared by every task that uses one client.
+"""Per-organization admission: pace every task of an organization to the server's limit.
 
-The API limits requests per organization, so that is the unit here. Before each attempt a task
-asks its organization's :class:`OrgPacer` for a slot; after each answer the pacer learns from it:
+The API limits requests per organization, so that is the unit here. Before each send a task is
+admitted by its organization's :class:`OrgPacer` (before it takes a concurrency slot, so a
+waiting organization holds up no other); after each answer the pacer learns from its headers:
 
-- a 429 pauses *all* of that organization's new requests until its ``Retry-After`` has passed,
-  instead of every task running into the limit on its own;
-- ``requests_per_minute`` (or, when the caller gave none, the server's ``X-RateLimit-Limit``)
-  drives a token bucket whose burst is no larger than pacing needs;
-- ``X-RateLimit-Remaining``/``X-RateLimit-Reset`` are a budget: once the requests sent since the
-  last answer use it up, new requests wait for the reset instead of collecting 429s.
+- **a budget** (remaining requests and the seconds until they are renewed, in any dialect of
+  ``_answers``) is spread evenly over the time left, counting the requests already sent but not
+  yet answered against it, so that concurrency never overshoots. When the budget's window has
+  passed, a policy's quota (``w=``) is the new budget; without a policy one request probes first,
+  and its answer tells what the new window holds;
+- **a 429** pauses the organization (or, when it names a key, that key only) for its
+  ``Retry-After``. With no budget headers at all the pacer adapts from the 429s themselves: it
+  paces just under the rate the server was seen to grant and creeps up on every success;
+- ``requests_per_minute`` is a ceiling the caller sets, always kept.
 
-An organization that has none of these costs one attribute check per request.
+No wait taken from a header exceeds :data:`MAX_WAIT`; an organization that has said nothing
+costs a couple of integer operations per request.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+import math
+from collections import deque
 from collections.abc import Mapping
 
 from . import _clock
-from ._retry import header_number
+from ._answers import RateLimitInfo, read_rate_limit, server_time
 
-__all__ = ["OrgPacer", "Pacers"]
+__all__ = ["MAX_WAIT", "OrgPacer", "Pacers", "WaitTooLong"]
 
-# Two tokens of burst absorb the lateness of each timer wake-up (a late wake-up finds the next
-# token already earned) without letting through a burst a server would notice.
-_BURST = 2.0
-_DEFAULT_PAUSE = 1.0
-# The longest an organization is held on the server's word (as RetryPolicy.max_retry_after):
-# a Retry-After of days (a spent budget) must not park every later call for days.
-_MAX_PAUSE = 60.0
-# X-RateLimit-Reset below this is a delta in seconds, not epoch seconds (some servers send that).
-_EPOCH_THRESHOLD = 1e9
+# The longest single wait taken on a server's word: a Retry-After or a Reset of hours (a spent
+# budget) must not park every later call for hours. A 429 asking for longer is not throttling.
+MAX_WAIT = 60.0
+# A 429 that says nothing of when to come back: the first pause, doubled while 429s go on.
+_FIRST_PAUSE = 0.5
+# Without budget headers: pace at this share of the rate the server was seen to grant after a
+# 429, then go up by _CREEP per success until the next 429 (about one 429 in 17 requests).
+_BACK_OFF = 0.75
+_CREEP = 1.008
+_HORIZON = 60.0
+# The Date header counts whole seconds: a smaller difference from our clock is its rounding.
+_SKEW_NOISE = 1.5
+
+
+class WaitTooLong(Exception):
+    """Admission would take ``wait`` seconds, past the deadline the caller gave."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(wait)
+        self.wait = wait
 
 
 class OrgPacer:
     """Admission control for one organization's requests."""
 
-    __slots__ = (
-        "_budget",
-        "_budget_reset",
-        "_capacity",
-        "_fixed_rate",
-        "_lock",
-        "_org_id",
-        "_paused_until",
-        "_rate",
-        "_stamp",
-        "_tokens",
-    )
-
     def __init__(self, org_id: str, requests_per_minute: float | None) -> None:
         self._org_id = org_id
         self._lock = asyncio.Lock()
-        self._fixed_rate = requests_per_minute is not None
-        self._rate = 0.0
-        self._capacity = 1.0
-        self._tokens = 1.0
-        self._stamp = 0.0
+        self._answer = asyncio.Event()
+        self._min_interval = 60 / requests_per_minute if requests_per_minute else 0.0
+        self._inflight = 0
+        self._next_at = 0.0
         self._paused_until = 0.0
-        self._budget: float | None = None
-        self._budget_reset = 0.0
-        if requests_per_minute is not None:
-            self._set_rate(requests_per_minute / 60)
+        self._key_holds: dict[str, float] = {}
+        self._budget: float | None = None  # requests left before _reset_at, in-flight ones counted
+        self._reset_at = 0.0
+        self._limit: float | None = None
+        self._window: float | None = None
+        self._budget_seen = False
+        self._remaining = 0.0  # as the last answer said, for telling a renewed window
+        self._skew = 0.0
+        self._adaptive_rate: float | None = None
+        self._granted: deque[float] = deque()
+        self._first_send: float | None = None
+        self._successes = 0
+        self._successes_at_refusal = 0
+        self._refusals = 0
+
+    # -- what callers may read --------------------------------------------------------------
 
     @property
     def idle(self) -> bool:
         """True when nothing restrains this organization (the common, fast case)."""
-        return not self._rate and not self._paused_until and self._budget is None
+        return not (
+            self._min_interval or self._paused_until or self._budget_seen
+            or self._adaptive_rate or self._key_holds
+        )
 
-    def _set_rate(self, per_second: float, *, full: bool = True) -> None:
-        self._rate = per_second
-        self._capacity = _BURST
-        # A caller's own rate starts with one token (no burst at all); a learned one with none.
-        self._tokens = 1.0 if full else 0.0
-        self._stamp = _clock.now()
+    @property
+    def rate(self) -> float | None:
+        """Requests per second this organization is paced to, when it is paced at all."""
+        interval = self._interval(_clock.now())
+        return 1 / interval if interval else None
 
-    async def acquire(self) -> None:
-        """Wait until this organization may send one more request, then count it."""
-        if self.idle:
-            return
-        # One waiter at a time: requests leave in arrival order and the budget is never raced.
-        async with self._lock:
+    # -- admission ----------------------------------------------------------------------------
+
+    def try_admit(self) -> bool:
+        """Admit one request at once if nothing restrains the organization; never waits."""
+        if not self.idle:
+            return False
+        self._inflight += 1
+        if self._first_send is None:
+            self._first_send = _clock.now()
+        return True
+
+    async def admit(self, key_id: str | None = None, deadline: float | None = None) -> None:
+        """Wait until this organization (and ``key_id``) may send one more request; count it.
+
+        Raises:
+            WaitTooLong: the wait would end after ``deadline`` (a :func:`_clock.now` time).
+        """
+        await self._wait_for_key(key_id, deadline)
+        async with self._lock:  # one waiter at a time: requests leave in arrival order
             while True:
-                wait, kind = self._wait_needed(_clock.now())
+                now = _clock.now()
+                wait, kind = self._delay(now)
                 if wait <= 0:
                     break
-                await _clock.sleep(wait, kind, self._org_id)
-            if self._rate:
-                self._tokens -= 1
-            if self._budget is not None:
-                self._budget -= 1
+                if kind != "answer" and deadline is not None and now + wait > deadline:
+                    raise WaitTooLong(wait)
+                if kind == "answer":
+                    self._answer.clear()
+                    await self._answer.wait()
+                else:
+                    await _clock.sleep(wait, kind, self._org_id)
+            self._take(now)
 
-    def _wait_needed(self, now: float) -> tuple[float, str]:
+    async def _wait_for_key(self, key_id: str | None, deadline: float | None) -> None:
+        while key_id in self._key_holds:
+            now = _clock.now()
+            until = self._key_holds[key_id]
+            if until <= now:
+                del self._key_holds[key_id]
+                return
+            if deadline is not None and until > deadline:
+                raise WaitTooLong(until - now)
+            await _clock.sleep(until - now, "pause", self._org_id)
+
+    def _delay(self, now: float) -> tuple[float, str]:
+        """How long the next request must wait, and why; pure but for renewing a past budget."""
         if self._paused_until > now:
             return self._paused_until - now, "pause"
-        self._paused_until = 0.0
-        if self._budget is not None:
-            if now >= self._budget_reset:
-                self._budget = None
-            elif self._budget < 1:
-                if not self._rate:
-                    return self._budget_reset - now, "pause"
-                # Spent before the reset although we pace: someone else shares this quota. Hold
-                # one interval, then let one request probe; its answer (or 429) says what is left.
-                self._budget = None
-                return 1 / self._rate, "pause"
-        if self._rate:
-            self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self._rate)
-            self._stamp = now
-            if self._tokens < 1:
-                return (1 - self._tokens) / self._rate, "pace"
+        if self._budget is not None and now >= self._reset_at:
+            self._budget = None  # renewed, but to what: a sliding window or a shared quota
+            # renews less than the whole quota, so one request probes and its answer tells
+        if self._budget is not None and self._budget < 1:
+            return self._reset_at - now, "pause"
+        if self._budget is None and self._budget_seen and self._inflight:
+            return math.inf, "answer"  # probing a renewed window: its answer says what it holds
+        if self._next_at > now:
+            return self._next_at - now, "pace"
         return 0.0, ""
 
-    def observe(self, status: int, headers: Mapping[str, str], retry_after: float | None) -> None:
-        """Learn from an answer of this organization (any status)."""
+    def _interval(self, now: float) -> float:
+        """The spacing of requests: the budget spread over its window, else the learned rate."""
+        # Never faster than the quota over its window, whatever a budget would allow: a
+        # sliding window renews one request at a time, not all at once.
+        spread = self._window / self._limit if self._limit and self._window else 0.0
+        if self._budget is not None and self._reset_at > now:
+            spread = max(spread, (self._reset_at - now) / max(self._budget, 1))
+        elif not self._budget_seen and self._adaptive_rate:
+            spread = 1 / self._adaptive_rate
+        return max(self._min_interval, min(spread, MAX_WAIT))
+
+    def _take(self, now: float) -> None:
+        interval = self._interval(now)
+        self._inflight += 1
+        if self._budget is not None:
+            self._budget -= 1
+        # A timer that fired late may catch up by one interval, never by a burst.
+        self._next_at = max(self._next_at, now - interval) + interval
+        if self._first_send is None:
+            self._first_send = now
+
+    # -- learning from answers ------------------------------------------------------------------
+
+    def unanswered(self) -> None:
+        """The admitted request got no answer (connection error, timeout, cancellation)."""
+        self._inflight -= 1
+        self._answer.set()
+
+    def answered(self, status: int, headers: Mapping[str, str]) -> RateLimitInfo:
+        """Learn from an answer to an admitted request (any status); return what it said."""
+        self._inflight -= 1
+        self._answer.set()
         now = _clock.now()
-        if status == 429:
-            pause = retry_after if retry_after is not None else _DEFAULT_PAUSE
-            self._paused_until = max(self._paused_until, now + min(pause, _MAX_PAUSE))
-        limit = header_number(headers.get("X-RateLimit-Limit"))
-        if limit and not self._fixed_rate and abs(limit / 60 - self._rate) > 1e-9:
-            # The API's limits are per minute. Learned from an answer, the bucket starts empty:
-            # the requests already sent have used this moment's share.
-            self._set_rate(limit / 60, full=False)
-        remaining = header_number(headers.get("X-RateLimit-Remaining"))
-        reset = header_number(headers.get("X-RateLimit-Reset"))
-        if remaining is not None and reset is not None:
-            if reset >= _EPOCH_THRESHOLD:
-                reset -= time.time()
-            if reset > 0:
-                self._budget = remaining
-                self._budget_reset = now + min(reset, _MAX_PAUSE)
+        info = read_rate_limit(headers, self._server_now(headers))
+        if status < 400:
+            self._successes += 1
+        if info.has_budget:
+            self._learn_budget(info, now)
+        elif status < 400 and not self._budget_seen:
+            self._granted.append(now)
+            if self._adaptive_rate:
+                self._adaptive_rate *= _CREEP
+        return info
+
+    def _learn_budget(self, info: RateLimitInfo, now: float) -> None:
+        assert info.remaining is not None
+        assert info.reset is not None
+        reset_at = now + min(info.reset, MAX_WAIT)
+        # Resets often come in whole seconds: while the same window lasts (nothing renewed),
+        # the earliest reset any answer implied is the closest to the true one.
+        same_window = self._budget_seen and info.remaining <= self._remaining and self._reset_at > now
+        self._reset_at = min(reset_at, self._reset_at) if same_window else reset_at
+        self._remaining = info.remaining
+        self._budget = info.remaining - self._inflight
+        self._budget_seen = True
+        self._limit = info.limit or self._limit
+        if info.window:
+            self._window = info.window
+        elif info.limit and info.remaining >= info.limit - 1:
+            # A fresh window (all but this request left) shows its reset about a window away.
+            self._window = max(self._window or 0.0, info.reset)
+
+    def _server_now(self, headers: Mapping[str, str]) -> float:
+        wall = _clock.wall()
+        date = server_time(headers)
+        if date is not None:
+            # Date floors the server's clock to the second: the largest difference seen is the
+            # closest to its true lead, and a difference within rounding is no lead at all.
+            lead = date - wall
+            if abs(lead) > _SKEW_NOISE and (not self._skew or lead > self._skew):
+                self._skew = lead
+        return wall + self._skew
+
+    def throttled(self, info: RateLimitInfo, key_id: str | None = None) -> None:
+        """Hold this organization (or only ``key_id``) after a 429 that is flow control."""
+        now = _clock.now()
+        wait = info.retry_after
+        if wait is None:
+            wait = info.reset if info.has_budget else _FIRST_PAUSE
+        if not info.has_budget and not self._budget_seen and now >= self._paused_until:
+            self._slow_down(now)
+        until = now + min(max(wait, self._escalation(now)), MAX_WAIT)
+        if key_id is not None:
+            self._key_holds[key_id] = max(self._key_holds.get(key_id, 0.0), until)
+        else:
+            self._paused_until = max(self._paused_until, until)
+
+    def _escalation(self, now: float) -> float:
+        """Nothing for a first 429; then a pause doubling from ``_FIRST_PAUSE`` while 429s go on.
+
+        A server that keeps refusing with ``Retry-After: 0`` (or nothing) must not be asked
+        again at once forever. A 429 to a request sent during a pause does not count: only a
+        429 after the pause has ended, with no success since, says the server still refuses.
+        """
+        if now < self._paused_until:
+            return 0.0
+        if self._successes != self._successes_at_refusal:
+            self._refusals = 0
+        self._successes_at_refusal = self._successes
+        self._refusals += 1
+        return 0.0 if self._refusals == 1 else min(_FIRST_PAUSE * 2 ** (self._refusals - 2), MAX_WAIT)
+
+    def _slow_down(self, now: float) -> None:
+        while self._granted and self._granted[0] < now - _HORIZON:
+            self._granted.popleft()
+        assert self._first_send is not None
+        span = min(now - self._first_send, _HORIZON)
+        granted = len(self._granted) / span if span > 0 else math.inf
+        current = self._adaptive_rate or math.inf
+        self._adaptive_rate = max(_BACK_OFF * min(granted, current), 1 / MAX_WAIT)
 
 
 class Pacers:
@@ -150,3 +280,8 @@ class Pacers:
         if pacer is None:
             pacer = self._by_org[org_id] = OrgPacer(org_id, self._requests_per_minute)
         return pacer
+
+    def rate(self, org_id: str) -> float | None:
+        """The rate ``org_id`` is paced to (requests per second), if it is paced."""
+        pacer = self._by_org.get(org_id)
+        return pacer.rate if pacer is not None else None

@@ -1,20 +1,18 @@
 """Which failed requests are tried again, and how long to wait first. The only tenacity import.
 
-Retried: no answer (connection errors, timeouts, cut-off bodies), 408, 429 and every 5xx; all the
-API's calls are GETs, so a repeat is always safe. Never retried: other 4xx, a body that does not
-fit the model, a TLS certificate that does not verify, a cancelled task. A call stops after
-``max_retries`` retries or when the next wait would pass its deadline, whichever comes first,
-and raises the last error with ``attempts`` set.
+Retried: no answer (connection errors, timeouts, cut-off bodies), 408 and every 5xx; all the
+API's calls are GETs, so a repeat is always safe. Never retried here: other 4xx, a body that does
+not fit the model, a TLS certificate that does not verify, a cancelled task. A 429 is not a
+failure at all: the client waits it out as flow control before a call ever gets here (see
+``_ratelimit``). A call stops after ``max_retries`` retries or when the next wait would pass its
+deadline, whichever comes first, and raises the last error.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import random
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import attrs
@@ -23,14 +21,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 from . import _clock
 from ._errors import APIConnectionError, APIStatusError, FreddyError
 
-__all__ = [
-    "RetryPolicy",
-    "call_with_retries",
-    "first_timeout",
-    "header_number",
-    "is_retryable",
-    "parse_retry_after",
-]
+__all__ = ["RetryPolicy", "call_with_retries", "first_timeout", "is_retryable"]
 
 T = TypeVar("T")
 
@@ -53,41 +44,8 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, APIConnectionError):
         return exc.retryable
     if isinstance(exc, APIStatusError):
-        return exc.status in (408, 429) or exc.status >= 500
+        return exc.status == 408 or exc.status >= 500
     return False
-
-
-def parse_retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds the server asks us to wait: ``retry-after-ms``, then ``Retry-After`` as seconds
-    (0 and fractions included) or as an HTTP date. ``None`` when absent or unreadable."""
-    millis = header_number(headers.get("retry-after-ms"))
-    if millis is not None:
-        return millis / 1000
-    value = headers.get("Retry-After")
-    if value is None:
-        return None
-    seconds = header_number(value)
-    if seconds is not None:
-        return seconds
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
-
-
-def header_number(text: str | None) -> float | None:
-    """A header's value as a finite number >= 0, or ``None`` when absent or not one."""
-    if text is None:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    # "-1", "nan" and "inf" are nonsense from a server: treated as if the header were absent.
-    return value if 0 <= value < math.inf else None
 
 
 def _describe(exc: BaseException | None) -> str:
