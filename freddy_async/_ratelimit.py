@@ -42,6 +42,11 @@ _CREEP = 1.008
 _HORIZON = 60.0
 # The Date header counts whole seconds: a smaller difference from our clock is its rounding.
 _SKEW_NOISE = 1.5
+# The API documents its limit per minute: the window of a quota no answer has shown yet.
+_DOCUMENTED_WINDOW = 60.0
+# Requests in flight to an organization not heard from yet: one, then doubled per answer, so a
+# first wave does not meet the limit before its first answer could tell what the limit is.
+_SLOW_START_END = 64
 
 
 class WaitTooLong(Exception):
@@ -67,9 +72,13 @@ class OrgPacer:
         self._budget: float | None = None  # requests left before _reset_at, in-flight ones counted
         self._reset_at = 0.0
         self._limit: float | None = None
-        self._window: float | None = None
+        self._window: float | None = None  # from a policy
+        self._window_seen = 0.0  # from a fresh window's reset
+        self._in_flight_cap: int | None = 1
         self._budget_seen = False
         self._remaining = 0.0  # as the last answer said, for telling a renewed window
+        self._renews_whole: bool | None = None  # a fixed window, or a bucket or sliding window
+        self._last_send = 0.0
         self._skew = 0.0
         self._adaptive_rate: float | None = None
         self._granted: deque[float] = deque()
@@ -85,7 +94,7 @@ class OrgPacer:
         """True when nothing restrains this organization (the common, fast case)."""
         return not (
             self._min_interval or self._paused_until or self._budget_seen
-            or self._adaptive_rate or self._key_holds
+            or self._adaptive_rate or self._key_holds or self._in_flight_cap
         )
 
     @property
@@ -146,19 +155,40 @@ class OrgPacer:
             self._budget = None  # renewed, but to what: a sliding window or a shared quota
             # renews less than the whole quota, so one request probes and its answer tells
         if self._budget is not None and self._budget < 1:
-            return self._reset_at - now, "pause"
+            return self._slot_free_at(now) - now, "pause"
         if self._budget is None and self._budget_seen and self._inflight:
             return math.inf, "answer"  # probing a renewed window: its answer says what it holds
+        if self._in_flight_cap is not None and self._inflight >= self._in_flight_cap:
+            return math.inf, "answer"
         if self._next_at > now:
             return self._next_at - now, "pace"
         return 0.0, ""
 
+    def _slot_free_at(self, now: float) -> float:
+        """When a spent budget has room again.
+
+        A fixed window renews at its reset. A bucket or a sliding window renews a request at a
+        time, about one interval of the quota after our last request, which a reset in whole
+        seconds says up to a second late. Until a reset has shown which kind it is, the reset
+        holds. With no window known, the quota is taken as the API documents it: per minute.
+        """
+        if self._renews_whole is not False or not self._limit:
+            return self._reset_at
+        window = self._quota_window or _DOCUMENTED_WINDOW
+        due = max(self._last_send + window / self._limit, self._reset_at - 1)
+        return min(self._reset_at, max(due, now))
+
     def _interval(self, now: float) -> float:
         """The spacing of requests: the budget spread over its window, else the learned rate."""
-        # Never faster than the quota over its window, whatever a budget would allow: a
-        # sliding window renews one request at a time, not all at once.
-        spread = self._window / self._limit if self._limit and self._window else 0.0
-        if self._budget is not None and self._reset_at > now:
+        spread = 0.0
+        window = self._quota_window
+        if self._limit and window:
+            # Never faster than the quota over its window, whatever a budget would allow: a
+            # sliding window or a bucket renews one request at a time, not all at once.
+            spread = window / self._limit
+        # What is left, spread over the time left; not in a window that slides, whose
+        # whole-second resets would spread it too thin (its quota comes back one at a time).
+        if self._budget is not None and self._reset_at > now and (self._renews_whole or not spread):
             spread = max(spread, (self._reset_at - now) / max(self._budget, 1))
         elif not self._budget_seen and self._adaptive_rate:
             spread = 1 / self._adaptive_rate
@@ -169,10 +199,13 @@ class OrgPacer:
         self._inflight += 1
         if self._budget is not None:
             self._budget -= 1
-        # A timer that fired late may catch up by one interval, never by a burst.
-        self._next_at = max(self._next_at, now - interval) + interval
+        # A timer that fired late keeps the schedule (the next request is due on time); after
+        # an idle spell the schedule starts anew from now: no burst either way.
+        late = now - self._next_at
+        self._next_at = (self._next_at if 0 <= late < interval else now) + interval
         if self._first_send is None:
             self._first_send = now
+        self._last_send = now
 
     # -- learning from answers ------------------------------------------------------------------
 
@@ -189,6 +222,10 @@ class OrgPacer:
         info = read_rate_limit(headers, self._server_now(headers))
         if status < 400:
             self._successes += 1
+            if self._in_flight_cap is not None:
+                self._in_flight_cap *= 2
+                if self._in_flight_cap >= _SLOW_START_END:
+                    self._in_flight_cap = None
         if info.has_budget:
             self._learn_budget(info, now)
         elif status < 400 and not self._budget_seen:
@@ -203,7 +240,13 @@ class OrgPacer:
         reset_at = now + min(info.reset, MAX_WAIT)
         # Resets often come in whole seconds: while the same window lasts (nothing renewed),
         # the earliest reset any answer implied is the closest to the true one.
-        same_window = self._budget_seen and info.remaining <= self._remaining and self._reset_at > now
+        same_window = (
+            self._renews_whole is not False and info.remaining <= self._remaining and self._reset_at > now
+        )
+        if self._renews_whole is None and self._budget_seen and now >= self._reset_at and info.limit:
+            # The first answer after a reset tells how the quota renews: all at once (a fixed
+            # window) or a request at a time (a bucket, a sliding window).
+            self._renews_whole = info.remaining >= info.limit / 2
         self._reset_at = min(reset_at, self._reset_at) if same_window else reset_at
         self._remaining = info.remaining
         self._budget = info.remaining - self._inflight
@@ -211,9 +254,13 @@ class OrgPacer:
         self._limit = info.limit or self._limit
         if info.window:
             self._window = info.window
-        elif info.limit and info.remaining >= info.limit - 1:
-            # A fresh window (all but this request left) shows its reset about a window away.
-            self._window = max(self._window or 0.0, info.reset)
+        elif info.limit and info.remaining >= info.limit / 2:
+            # A window not half used shows its reset about (at least half) a window away.
+            self._window_seen = max(self._window_seen, info.reset)
+
+    @property
+    def _quota_window(self) -> float | None:
+        return self._window or self._window_seen or None
 
     def _server_now(self, headers: Mapping[str, str]) -> float:
         wall = _clock.wall()
@@ -231,7 +278,7 @@ class OrgPacer:
         now = _clock.now()
         wait = info.retry_after
         if wait is None:
-            wait = info.reset if info.has_budget else _FIRST_PAUSE
+            wait = info.reset if info.reset is not None and info.has_budget else _FIRST_PAUSE
         if not info.has_budget and not self._budget_seen and now >= self._paused_until:
             self._slow_down(now)
         until = now + min(max(wait, self._escalation(now)), MAX_WAIT)
@@ -256,11 +303,14 @@ class OrgPacer:
         return 0.0 if self._refusals == 1 else min(_FIRST_PAUSE * 2 ** (self._refusals - 2), MAX_WAIT)
 
     def _slow_down(self, now: float) -> None:
+        """Pace just under the rate the server granted lately (nothing granted: no rate to go by)."""
         while self._granted and self._granted[0] < now - _HORIZON:
             self._granted.popleft()
         assert self._first_send is not None
         span = min(now - self._first_send, _HORIZON)
-        granted = len(self._granted) / span if span > 0 else math.inf
+        if not self._granted or span <= 0:
+            return  # the pauses after each 429 do the holding back
+        granted = len(self._granted) / span
         current = self._adaptive_rate or math.inf
         self._adaptive_rate = max(_BACK_OFF * min(granted, current), 1 / MAX_WAIT)
 

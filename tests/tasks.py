@@ -29,3 +29,12 @@ async def settle() -> None:
     """Give cancelled tasks loop turns (not wall-clock time) to finish unwinding."""
     for _ in range(20):
         await asyncio.sleep(0)
+
+
+async def turns_until(condition: Any, limit: int = 10_000) -> None:
+    """Give the loop turns until ``condition()`` holds; fail (never hang) after ``limit`` turns."""
+    for _ in range(limit):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"still false after {limit} loop turns: {condition}")

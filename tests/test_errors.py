@@ -139,9 +139,13 @@ async def raised(
     content_type: str = "application/json",
     headers: dict[str, str] | None = None,
 ) -> FreddyError:
-    """The exception one call raises when the server answers ``status`` with ``body`` (no retries)."""
+    """The exception one call raises when the server answers ``status`` with ``body`` (no retries).
+
+    A 429 is flow control, waited out within the call's deadline: a deadline shorter than any
+    pause after a 429 makes it the call's answer.
+    """
     mock.get(URL, status=status, body=body, content_type=content_type, headers=headers)
-    async with FreddyClient(API_KEY, max_retries=0) as client:
+    async with FreddyClient(API_KEY, max_retries=0, retry_deadline=0.25) as client:
         with pytest.raises(FreddyError) as info:
             await client.get_api_key_usage("org_123", "apikey_123", month=11, year=2025)
     assert sum(len(calls) for calls in mock.requests.values()) == 1

@@ -100,7 +100,7 @@ async def test_retry_after_rounds_up_and_default_burst_is_one_second(
     http: aiohttp.ClientSession, retry_after_format: str, most: float
 ) -> None:
     async with FakeFreddyServer(
-        keys=1, requests_per_minute=120, retry_after_format=retry_after_format
+        keys=1, requests_per_minute=120, retry_after_format=retry_after_format  # type: ignore[arg-type]
     ) as server:
         assert server.rate_limit_burst == 2
         statuses = []

@@ -8,8 +8,6 @@ grants this client).
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from freddy_async import FreddyClient, YearMonth, _clock
@@ -21,13 +19,18 @@ KEYS = 100
 MONTHS = YearMonth.range("2025-01", "2025-04")
 
 
-async def run_batch(server: FakeFreddyServer, **client_options: Any) -> tuple[float, int, int]:
+async def run_batch(server: FakeFreddyServer) -> tuple[float, int, int]:
     """Fetch KEYS x MONTHS; return (virtual seconds taken, failed months, months fetched)."""
-    async with FreddyClient(server.api_key, base_url=server.base_url, **client_options) as client:
+    return await run_batch_of(server, server.key_ids[:KEYS], MONTHS)
+
+
+async def run_batch_of(
+    server: FakeFreddyServer, keys: list[str], months: list[YearMonth]
+) -> tuple[float, int, int]:
+    async with FreddyClient(server.api_key, base_url=server.base_url) as client:
         started = _clock.now()
         failed = fetched = 0
-        keys = server.key_ids[:KEYS]
-        async for report in client.iter_api_key_usage(server.org_id, keys, months=MONTHS):
+        async for report in client.iter_api_key_usage(server.org_id, keys, months=months):
             failed += len(report.errors)
             fetched += len(report.usage)
         return _clock.now() - started, failed, fetched
@@ -57,5 +60,52 @@ async def test_a_batch_meets_the_limit_at_its_rate(algorithm: str, dialect: str,
         assert share_429 <= 0.10
         assert taken <= 1.3 * ideal
     else:
-        assert share_429 <= 0.01
+        # Another consumer can take the last room of a window between our answer and our next
+        # request: a few 429s are left where the quota is shared (see benchmarks/RESULTS.md).
+        assert share_429 <= (0.01 if not shared else 0.05)
         assert taken <= 1.05 * ideal
+
+
+@pytest.mark.parametrize(
+    ("reset", "skew"),
+    [("epoch", 0.0), ("delta", 0.0), ("epoch-ms", 0.0), ("epoch", 30.0), ("epoch-ms", -30.0)],
+)
+async def test_one_second_windows_are_read_as_such_whatever_the_reset_form(reset: str, skew: float) -> None:
+    # "X-RateLimit-Limit: 25" with 1-second windows is 25 a second, not 25 a minute; a server
+    # whose clock runs 30 s ahead (or behind) is read by its own Date header.
+    server = FakeFreddyServer(
+        keys=KEYS, requests_per_minute=25 * 60, rate_limit_window=1.0, rate_limit_algorithm="fixed_window",
+        rate_limit_reset=reset, clock_skew=skew,  # type: ignore[arg-type]
+    )
+    with instant_retries():
+        async with server:
+            taken, failed, fetched = await run_batch(server)
+    ideal = KEYS * len(MONTHS) / 25
+    assert (failed, fetched) == (0, KEYS * len(MONTHS))
+    assert server.rate_limited_count / server.request_count <= 0.01
+    assert taken <= 1.05 * ideal
+
+
+async def test_the_documented_limit_100_a_minute() -> None:
+    server = FakeFreddyServer(keys=15, requests_per_minute=100)  # the fake's default bucket
+    with instant_retries():
+        async with server, FreddyClient(server.api_key, base_url=server.base_url) as client:
+            started = _clock.now()
+            reports = [r async for r in client.iter_api_key_usage(server.org_id, months=MONTHS)]
+            taken = _clock.now() - started
+    assert sum(len(r.usage) for r in reports) == 60
+    # At most the second request of the first wave, sent before the first budget came back.
+    assert server.rate_limited_count <= 1
+    assert taken <= 36 * 1.05  # 60 months at 100 a minute
+
+
+async def test_a_spent_key_costs_only_its_own_months() -> None:
+    server = FakeFreddyServer(keys=20, requests_per_minute=6000)
+    spent = server.key_ids[3]
+    server.exhausted_keys = {spent}
+    with instant_retries():
+        async with server:
+            year = YearMonth.range("2025-01", "2025-12")
+            taken, failed, fetched = await run_batch_of(server, server.key_ids, year)
+    assert (failed, fetched) == (12, 19 * 12)
+    assert taken < 5  # 228 months at 100 a second; nothing waits for the spent key's day

@@ -159,11 +159,33 @@ async def test_a_body_that_does_not_fit_is_not_retried(
 async def test_retry_after_sets_the_wait(
     mock: aioresponses, waits: list[RecordedWait], headers: dict[str, str], expected: float
 ) -> None:
-    mock.get(URL, status=429, headers=headers, body="")
+    mock.get(URL, status=503, headers=headers, body="")
     mock.get(URL, payload=BODY)
     async with FreddyClient("k") as client:
         await fetch(client)
     assert retry_waits(waits) == [pytest.approx(expected)]
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"Retry-After": "0"}, []),
+        ({"Retry-After": "1.5"}, [1.5]),
+        ({"retry-after-ms": "250", "Retry-After": "9"}, [0.25]),
+        ({}, [0.5]),  # nothing said: a first short pause
+    ],
+)
+async def test_a_429_is_waited_out_as_a_pause_not_a_retry(
+    mock: aioresponses, waits: list[RecordedWait], headers: dict[str, str], expected: list[float]
+) -> None:
+    mock.get(URL, status=429, headers=headers, body="")
+    mock.get(URL, payload=BODY)
+    async with FreddyClient("k", max_retries=0) as client:
+        await fetch(client)
+        assert client.stats.throttled == 1
+    assert retry_waits(waits) == []
+    assert [w.seconds for w in waits if w.kind == "pause"] == [pytest.approx(x) for x in expected]
+    assert calls(mock) == 2
 
 
 async def test_retry_after_as_http_date(mock: aioresponses, waits: list[RecordedWait]) -> None:
