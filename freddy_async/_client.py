@@ -279,6 +279,12 @@ class FreddyClient:
         """How many requests and retries this client has sent."""
         return ClientStats(self._sent, self._retries, self._throttled)
 
+    def paced_rate(self, org_id: str) -> float | None:
+        """Requests per second this client currently paces ``org_id`` to: the rate learned
+        from the server's rate-limit headers (or 429s), or ``requests_per_minute``; ``None``
+        while nothing limits the organization. For progress displays and ETAs."""
+        return self._pacers.rate(org_id)
+
     @property
     def max_concurrency(self) -> int:
         """How many requests this client keeps in flight at most."""

@@ -210,6 +210,7 @@ async def _report(
             progress.draw(force=True)
             key_ids = await _list_key_ids(run, client, org_id)
         stats.keys_total = len(key_ids)
+        stats.org_id, stats.months = org_id, len(months)
         progress.draw(force=True)
         order = {key: i for i, key in enumerate(key_ids)}
         writer = report_writer(run.args.format, out, org_id, months, order)

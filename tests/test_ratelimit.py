@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from aioresponses import aioresponses
 from tasks import turns_until
 
 from freddy_async import ClientStats, FreddyClient, RateLimitError, _clock
+from freddy_async._cli._console import Console, Progress, Redacting, Stats
 from freddy_async.testing import RecordedWait
 
 BASE = "https://api.aitronos.com/v1/analytics/api-keys/usage"
@@ -271,3 +273,21 @@ async def test_without_headers_the_pace_adapts_to_the_429s(
     paces = of_kind(waits, "pace", "org_a")
     assert len(paces) == 3
     assert all(0.1 < p < 0.2 for p in paces)  # 10 granted in 1 s: paced near 7.5 a second
+
+
+async def test_the_progress_line_shows_the_learned_limit_and_an_eta(
+    mock: aioresponses, waits: list[RecordedWait]
+) -> None:
+    headers = {"RateLimit": '"default";r=50;t=30', "RateLimit-Policy": '"default";q=60;w=60'}
+    mock.get(url("org_a", "k1"), payload=body("org_a", "k1"), headers=headers)
+    stats = Stats()
+    progress = Progress(Console(Redacting(io.StringIO(), [])), stats, enabled=True)
+    async with FreddyClient("k") as client:
+        stats.client, stats.org_id, stats.months, stats.keys_total = client, "org_a", 12, 10
+        assert client.paced_rate("org_a") is None
+        assert "ETA" not in progress.text(200)  # nothing known of the limit yet
+        await get(client, "org_a", "k1")
+        stats.keys_done = 5
+        assert client.paced_rate("org_a") == pytest.approx(1.0)  # 60 a minute
+        # 5 keys x 12 months left at one request a second: one minute.
+        assert progress.text(200).endswith("limit 60/min  ETA 1:00")

@@ -24,23 +24,14 @@ MONTHS = YearMonth.range("2025-01", "2025-04")
 MAX_RETRIES = 6
 CONCURRENCY = 16
 
-# Why instant waits, and why the server's limit is loose (the choice the soak rests on):
-# instant_retries() makes every wait of the *client* virtual (backoff, Retry-After, the shared
-# pause after a 429, pacing) while the fake server's token bucket refills in *real* time. So a
-# client that "waited" out a 429 is back at once, and its own pacing costs no real time: a
-# limit close to the client's real throughput on loopback (~1,000 requests/s here) would turn
-# into 429 storms that exhaust jobs' retries in milliseconds. Running without instant waits is
-# not an option either, since the 5xx backoff (0.5 s doubling up to 8 s) would then be real
-# sleeps. So the limit is about twice what the client can send (2,000/s), with a burst of only
-# 5: the bursty start and fault-retry clusters still meet 429s, and those go through the real
-# 429 path (pause + retry). How many 429s happen is a matter of timing, so it is not asserted.
-SERVER_RPM = 120_000
+# One clock: inside instant_retries() the client's waits (backoff, pauses after a 429, pacing)
+# and the fake server's token bucket read the same virtual time, so the client paces to the
+# server's real limit and a run repeats. The limit (100 a second, a burst of 5) makes the
+# client pace every one of its 2,000 jobs; a 429 still happens where a fault's retry meets the
+# pace, and goes through the real 429 path (a pause, then the same request again).
+SERVER_RPM = 6_000
 SERVER_BURST = 5
-# The virtual clock is shared by all tasks of the block, so it advances by the *sum* of every
-# task's waits, not their overlap: with 16 tasks retrying, a job's own retry deadline would be
-# eaten by the others' waits. A deadline far beyond the soak keeps the count of attempts
-# (max_retries) the only thing that ends a job's retries, as it is in real time.
-RETRY_DEADLINE = 3600.0
+RETRY_DEADLINE = 60.0
 # An answer held back for slow_delay meets the client's timeout first and is retried.
 TIMEOUT = 0.5
 SLOW_DELAY = 1.5
@@ -154,7 +145,8 @@ async def _soak(waits: list[RecordedWait]) -> None:
             errors = [e for r in reports for e in r.errors.values()]
             assert all(isinstance(e, FreddyError) for e in errors)
             for error in errors:
-                assert error.attempts == MAX_RETRIES + 1, repr(error)
+                # Every retry used up; a 429 waited out on the way is a send but no retry.
+                assert error.attempts >= MAX_RETRIES + 1, repr(error)
             assert len(errors) <= len(jobs) // 100, [repr(e) for e in errors[:5]]
 
             # Every kind of fault was met, and every one of them was retried rather than lost.

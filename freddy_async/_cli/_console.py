@@ -96,6 +96,20 @@ class Stats:
         self.keys_done = 0
         self.keys_total: int | None = None
         self.keys_listed = 0
+        self.org_id = ""
+        self.months = 1
+
+    @property
+    def paced_rate(self) -> float | None:
+        """The rate the client is held to for this run's organization, when it is held."""
+        return self.client.paced_rate(self.org_id) if self.client and self.org_id else None
+
+    def eta(self) -> float | None:
+        """Seconds left at the paced rate, counting whole keys (a key's months go together)."""
+        rate = self.paced_rate
+        if not rate or self.keys_total is None:
+            return None
+        return (self.keys_total - self.keys_done) * self.months / rate
 
     @property
     def retries(self) -> int:
@@ -154,6 +168,10 @@ class Progress:
         elapsed = s.elapsed
         rate = s.requests / elapsed if elapsed > 0 else 0.0
         tail = f"{s.requests:,} req  {s.retries:,} retries  {clock_text(elapsed)}  {rate:,.0f} req/s"
+        eta, paced = s.eta(), s.paced_rate
+        if eta is not None and paced is not None:
+            # Rate-bound: what the limit means for the person waiting.
+            tail += f"  limit {paced * 60:,.0f}/min  ETA {clock_text(eta)}"
         if s.keys_total is None:
             return f"listing keys: {s.keys_listed:,}  {tail}"[:width]
         counts = f" {s.keys_done:,}/{s.keys_total:,} keys  {tail}"
