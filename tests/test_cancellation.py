@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from tasks import client_tasks, settle
+from tasks import client_tasks, settle, turns_until
 
 from freddy_async import ApiKeyDailyUsage, FreddyClient, KeyUsageReport, YearMonth
 from freddy_async.testing import FakeFreddyServer, RecordedWait, instant_retries
@@ -39,14 +39,6 @@ async def loop_errors_collected() -> AsyncIterator[list[dict[str, Any]]]:
         yield collected
     finally:
         loop.set_exception_handler(old)
-
-
-async def turns_until(condition: Any, limit: int = 100_000) -> None:
-    for _ in range(limit):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("the condition never came true")
 
 
 async def check_client_still_works(client: FreddyClient, server: FakeFreddyServer) -> None:
@@ -111,9 +103,9 @@ async def test_cancel_a_batch_at_a_random_point(seed: int, waits: list[RecordedW
                 await asyncio.sleep(0)
         elif where == "reports":
             wanted = rng.randrange(0, 8)
-            await turns_until(lambda: len(got) >= wanted)
+            await turns_until(lambda: len(got) >= wanted, what=f"{wanted} reports")
         else:
-            await turns_until(in_body.is_set)
+            await turns_until(in_body.is_set, what="the consumer's loop body")
         assert not task.done(), ("the batch ended before the cancellation point", len(got), task)
 
         task.cancel()
@@ -141,7 +133,7 @@ async def test_cancel_with_an_owned_session_then_close(waits: list[RecordedWait]
                     got.append(report)
 
             task = asyncio.create_task(consume())
-            await turns_until(lambda: len(got) >= 2)
+            await turns_until(lambda: len(got) >= 2, what="2 reports")
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
