@@ -7,7 +7,8 @@ Jobs are produced lazily, key by key, and at most ``concurrency`` of them run at
 finished job is filed under its key, and a key whose months are all done is yielded at once. So
 the tasks alive and the reports half-built stay bounded by ``concurrency`` however many keys a
 batch has. Leaving the iteration (break, an exception in the caller's loop, cancellation,
-``aclose()``) cancels and awaits every job still running before the iterator is done.
+``aclose()``) cancels and awaits every job still running before the iterator is done; cancelling
+the caller's task while it is busy with a result cancels the jobs at once (see :class:`_Handover`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Collection,
     Coroutine,
     Iterable,
     Iterator,
@@ -100,6 +102,43 @@ async def _cancel(tasks: Iterable[asyncio.Task[T]]) -> None:
         task.cancel()
     # Awaiting them retrieves every result and exception, so nothing is reported as lost.
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _Handover:
+    """Around each ``yield``: cancel ``tasks`` if the caller's task is cancelled before it resumes us.
+
+    ``async for`` does not close an iterator that its body leaves by an exception, so a caller
+    cancelled in its loop body leaves this generator suspended at ``yield`` until it is
+    garbage-collected. That can be much later: on Python 3.10 a cancelled task keeps the
+    CancelledError, hence its frames, hence this generator, for as long as the Task object
+    lives, and meanwhile the jobs would go on sending requests. Only a *cancelled* caller stops
+    the jobs: a task that ends normally may have been a helper that fetched one result
+    (``wait_for(anext(batch), ...)``), with the iteration going on in another task.
+    """
+
+    def __init__(self, tasks: Collection[asyncio.Task[Any]]) -> None:
+        self._tasks = tasks
+        self._caller: asyncio.Task[Any] | None = None
+        self.stopped = False
+
+    def _on_caller_done(self, caller: asyncio.Task[Any]) -> None:
+        if caller.cancelled():
+            self.stopped = True
+            for task in self._tasks:
+                task.cancel()
+
+    def __enter__(self) -> None:
+        self._caller = asyncio.current_task()
+        if self._caller is not None:
+            self._caller.add_done_callback(self._on_caller_done)
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if self._caller is not None:
+            self._caller.remove_done_callback(self._on_caller_done)
+            self._caller = None
+        if self.stopped and exc_type is None:
+            # Resumed after all, by another task than the cancelled one: the jobs are gone.
+            raise RuntimeError("the batch was stopped when the task iterating it was cancelled")
 
 
 class _WorkerDone:
@@ -192,6 +231,7 @@ async def iter_usage(
     for _ in range(min(concurrency, n_months)):
         start_worker()
     finished = 0
+    handover = _Handover(workers)
     try:
         while finished < len(workers):
             message = await reports.get()
@@ -201,7 +241,8 @@ async def iter_usage(
                 raise message.exc
             else:
                 assert isinstance(message, KeyUsageReport)
-                yield message
+                with handover:
+                    yield message
     finally:
         await _cancel(workers)
         if async_jobs is not None:
@@ -224,12 +265,17 @@ async def iter_in_order(
     """
     loop = asyncio.get_running_loop()
     window: deque[asyncio.Task[T]] = deque()
+    handover = _Handover(window)
     try:
         for item in items:
             window.append(loop.create_task(fetch(item)))
             if len(window) >= concurrency:
-                yield await _next_done(window)
+                result = await _next_done(window)
+                with handover:
+                    yield result
         while window:
-            yield await _next_done(window)
+            result = await _next_done(window)
+            with handover:
+                yield result
     finally:
         await _cancel(window)

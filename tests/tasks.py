@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from typing import Any
 
 
@@ -31,10 +32,20 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def turns_until(condition: Any, limit: int = 10_000) -> None:
-    """Give the loop turns until ``condition()`` holds; fail (never hang) after ``limit`` turns."""
+async def turns_until(condition: Callable[[], object], limit: int = 100_000, *, what: str = "") -> None:
+    """Give the loop turns until ``condition()`` is true; fail after ``limit`` turns, never hang.
+
+    The default is ample for loopback I/O on a loaded machine (a turn is some microseconds), so a
+    regression that would wait forever fails within seconds instead.
+
+    Raises:
+        AssertionError: naming what was waited for (``what``, else the condition's name).
+    """
     for _ in range(limit):
         if condition():
             return
         await asyncio.sleep(0)
-    raise AssertionError(f"still false after {limit} loop turns: {condition}")
+    if condition():
+        return
+    name = what or getattr(condition, "__qualname__", repr(condition))
+    raise AssertionError(f"still waiting after {limit} loop turns for: {name}")

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from tasks import client_tasks, settle
+from tasks import client_tasks, settle, turns_until
 
 from freddy_async import (
     ApiKey,
@@ -154,8 +154,7 @@ async def test_cancelling_the_consumer_cancels_the_batch(waits: list[RecordedWai
                 got.append(report)
 
         task = asyncio.create_task(consume())
-        while len(got) < 3:
-            await asyncio.sleep(0)
+        await turns_until(lambda: len(got) >= 3, what="3 reports")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from tasks import client_tasks, settle
+from tasks import client_tasks, settle, turns_until
 
 from freddy_async import ApiKeyDailyUsage, FreddyClient, KeyUsageReport, YearMonth
 from freddy_async.testing import FakeFreddyServer, RecordedWait, instant_retries
@@ -39,14 +39,6 @@ async def loop_errors_collected() -> AsyncIterator[list[dict[str, Any]]]:
         yield collected
     finally:
         loop.set_exception_handler(old)
-
-
-async def turns_until(condition: Any, limit: int = 100_000) -> None:
-    for _ in range(limit):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("the condition never came true")
 
 
 async def check_client_still_works(client: FreddyClient, server: FakeFreddyServer) -> None:
@@ -111,9 +103,9 @@ async def test_cancel_a_batch_at_a_random_point(seed: int, waits: list[RecordedW
                 await asyncio.sleep(0)
         elif where == "reports":
             wanted = rng.randrange(0, 8)
-            await turns_until(lambda: len(got) >= wanted)
+            await turns_until(lambda: len(got) >= wanted, what=f"{wanted} reports")
         else:
-            await turns_until(in_body.is_set)
+            await turns_until(in_body.is_set, what="the consumer's loop body")
         assert not task.done(), ("the batch ended before the cancellation point", len(got), task)
 
         task.cancel()
@@ -141,7 +133,7 @@ async def test_cancel_with_an_owned_session_then_close(waits: list[RecordedWait]
                     got.append(report)
 
             task = asyncio.create_task(consume())
-            await turns_until(lambda: len(got) >= 2)
+            await turns_until(lambda: len(got) >= 2, what="2 reports")
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
@@ -203,3 +195,85 @@ async def test_cancel_a_call_waiting_for_its_pacing_turn() -> None:
         assert [w.kind for w in waits] == ["pace"]
         await client.aclose()
         assert not session.closed
+
+
+@pytest.mark.parametrize("kind", ["usage", "daily"])
+async def test_a_caller_cancelled_in_its_loop_body_stops_the_batch_at_once(
+    kind: str, waits: list[RecordedWait]
+) -> None:
+    # The caller's CancelledError is kept, and with it (through its traceback) the caller's frame
+    # and the iterator: the iterator is not garbage-collected, as on Python 3.10, where a cancelled
+    # Task keeps that exception for as long as the Task lives. The batch must stop all the same.
+    async with serve(keys=KEYS, concurrency=8) as (server, client):
+        in_body = asyncio.Event()
+
+        async def consume() -> None:
+            batch: AsyncIterator[object]
+            if kind == "daily":
+                batch = client.iter_daily_usage(server.org_id, months=DAILY_MONTHS)
+            else:
+                batch = client.iter_api_key_usage(server.org_id, server.key_ids, months=MONTHS)
+            async for _item in batch:
+                in_body.set()
+                await asyncio.Event().wait()  # parked in the loop body until cancelled
+
+        task = asyncio.create_task(consume())
+        await turns_until(in_body.is_set, what="the consumer's loop body")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError) as kept:
+            await task
+        await settle()
+        assert client_tasks() == [], [t.get_stack() for t in client_tasks()]
+        requests = server.request_count
+        await settle()
+        assert server.request_count == requests
+        assert kept.value is not None  # still alive here, and so is the iterator
+        await check_client_still_works(client, server)
+
+
+async def test_a_batch_advanced_by_one_helper_task_per_report_runs_to_the_end(
+    waits: list[RecordedWait],
+) -> None:
+    # wait_for(anext(batch)) runs each step in a task of its own that ends once it has its
+    # report: such a task ending is not the caller going away.
+    async with serve() as (server, client):
+        batch = client.iter_api_key_usage(server.org_id, server.key_ids, months=MONTHS)
+        got = []
+        with contextlib.suppress(StopAsyncIteration):
+            while True:
+                got.append(await asyncio.wait_for(anext(batch), HANG_GUARD))
+                await settle()
+        assert sorted(r.api_key_id for r in got) == sorted(server.key_ids)
+        await settle()
+        assert client_tasks() == []
+
+
+async def test_resuming_a_batch_whose_caller_was_cancelled_is_an_error(
+    waits: list[RecordedWait],
+) -> None:
+    async with serve() as (server, client):
+        batch = client.iter_api_key_usage(server.org_id, server.key_ids, months=MONTHS)
+        got = []
+
+        async def take_one_then_wait() -> None:
+            got.append(await anext(batch))
+            await asyncio.Event().wait()
+
+        task = asyncio.create_task(take_one_then_wait())
+        await turns_until(lambda: got, what="the first report")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await settle()
+        assert client_tasks() == []
+        with pytest.raises(RuntimeError, match="stopped when the task iterating it was cancelled"):
+            await anext(batch)
+
+
+@contextlib.asynccontextmanager
+async def serve(keys: int = 20, concurrency: int = 4) -> AsyncIterator[tuple[FakeFreddyServer, FreddyClient]]:
+    async with (
+        FakeFreddyServer(keys=keys, latency=0.001) as server,
+        FreddyClient(server.api_key, base_url=server.base_url, max_concurrency=concurrency) as client,
+    ):
+        yield server, client

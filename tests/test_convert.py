@@ -7,6 +7,7 @@ are sent as raw JSON text (never ``payload=``), so that ``500.00`` reaches the c
 from __future__ import annotations
 
 import json
+import math
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -306,20 +307,25 @@ async def test_sum_of_ten_thousand_seed_costs_is_exact(mock: aioresponses) -> No
     assert total == Decimal("3502500.00")
     assert str(total) == "3502500.00"
     assert str(averages) == "2800.00"
-    assert sum(0.28 for _ in range(10_000)) != 2800.0  # what binary floats would have given
+    # What binary floats would have given, even summed with correct rounding (math.fsum), so
+    # on every Python whatever algorithm its sum() uses.
+    assert math.fsum(0.28 for _ in range(10_000)) != 2800.0
 
 
 async def test_daily_costs_sum_exactly(mock: aioresponses) -> None:
     # aioresponses cannot feed a body above 64 KiB, hence 500 rows rather than 10,000.
-    row = {"date": "2025-11-15", "requests": 1, "cost": Raw("0.10"), "synapses": 1.0, "neurons": 1.0}
+    # 2.01 is a cost whose float sum is off even when correctly rounded (math.fsum), so the
+    # check below holds on every Python, whatever algorithm its sum() uses.
+    row = {"date": "2025-11-15", "requests": 1, "cost": Raw("2.01"), "synapses": 1.0, "neurons": 1.0}
     data = load(SEED_DAILY)
     data["dailyUsage"] = [row] * 500
 
     result = await fetch_daily(mock, dump(data))
 
     assert len(result.daily_usage) == 500
-    assert str(sum((day.cost for day in result.daily_usage), Decimal(0))) == "50.00"
-    assert sum(0.10 for _ in range(500)) != 50.0
+    assert all(type(day.cost) is Decimal and day.cost == Decimal("2.01") for day in result.daily_usage)
+    assert str(sum((day.cost for day in result.daily_usage), Decimal(0))) == "1005.00"
+    assert math.fsum(float(day.cost) for day in result.daily_usage) != 1005.0  # what floats give
 
 
 @pytest.mark.parametrize(

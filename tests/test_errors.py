@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import pickle
+from http import HTTPStatus
 from typing import Any
 
 import aiohttp
@@ -289,7 +290,8 @@ NGINX_502 = (
         (403, "", "application/json", PermissionDeniedError, "Forbidden"),
         (404, '{"foo": 1}', "application/json", NotFoundError, 'Not Found: {"foo": 1}'),
         (429, "slow down", "text/plain", RateLimitError, "Too Many Requests: slow down"),
-        (422, "null", "application/json", UnprocessableEntityError, "Unprocessable Entity: null"),
+        # The phrase is the running Python's: "Unprocessable Content" since 3.13 (RFC 9110).
+        (422, "null", "application/json", UnprocessableEntityError, f"{HTTPStatus(422).phrase}: null"),
         (418, "short and stout", "text/plain", APIStatusError, "I'm a Teapot: short and stout"),
         (500, '{"error": "a plain string"', "application/json", InternalServerError,
          'Internal Server Error: {"error": "a plain string"'),

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 from seeds import seed_usage
+from tasks import turns_until
 
 from freddy_async import (
     APIConnectionError,
@@ -251,8 +252,7 @@ async def test_a_cancelled_call_stops_retrying_at_once(mock: aioresponses) -> No
     mock.get(URL, status=503, headers={"Retry-After": "30"}, body="", repeat=True)
     async with FreddyClient("k") as client:
         task = asyncio.create_task(fetch(client))
-        while calls(mock) == 0:
-            await asyncio.sleep(0)
+        await turns_until(lambda: calls(mock) > 0, what="the first request")
         await asyncio.sleep(0)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
