@@ -41,6 +41,7 @@ T = TypeVar("T")
 
 DEFAULT_BASE_URL = "https://api.aitronos.com"
 API_KEY_ENV = "FREDDY_API_KEY"
+BASE_URL_ENV = "FREDDY_BASE_URL"
 USER_AGENT = f"freddy-async/{__version__}"
 
 _MAX_ID_LENGTH = 256
@@ -189,7 +190,8 @@ class FreddyClient:
 
     Args:
         api_key: the API key; read from the ``FREDDY_API_KEY`` environment variable when omitted.
-        base_url: the API's root URL. Plain ``http`` is accepted for loopback hosts only, unless
+        base_url: the API's root URL; read from the ``FREDDY_BASE_URL`` environment variable when
+            omitted, else the production API. Plain ``http`` is accepted for loopback hosts only, unless
             ``allow_insecure_http`` is set.
         timeout: seconds one attempt may take, from connecting to the last byte.
         max_retries: retries after the first attempt for retryable failures (0 disables).
@@ -209,7 +211,7 @@ class FreddyClient:
         self,
         api_key: str | None = None,
         *,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         timeout: float = 30.0,
         max_retries: int = 3,
         max_concurrency: int = 16,
@@ -240,6 +242,8 @@ class FreddyClient:
         if not (isinstance(retry_deadline, (int, float)) and retry_deadline > 0):
             raise ValueError(f"retry_deadline must be > 0 seconds, not {retry_deadline!r}")
 
+        if base_url is None:
+            base_url = os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
         self._base_url = _check_base_url(base_url, allow_insecure_http)
         self._headers = {
             "X-API-Key": api_key,

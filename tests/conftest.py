@@ -27,6 +27,12 @@ if "stream_writer" in inspect.signature(aiohttp.ClientResponse.__init__).paramet
     aioresponses.core.ClientResponse = _CompatResponse  # type: ignore[attr-defined]
 
 
+@pytest.fixture(autouse=True)
+def _no_base_url_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests that mean the production URL get it, whatever the shell running them exports."""
+    monkeypatch.delenv("FREDDY_BASE_URL", raising=False)
+
+
 @pytest.fixture
 def mock() -> Iterator[Aioresponses]:
     """HTTP mocked with aioresponses: no request leaves the process."""

@@ -31,6 +31,7 @@ from freddy_async import (
     UnprocessableEntityError,
 )
 from freddy_async._clock import instant_waits
+from freddy_async.testing import FakeFreddyServer
 
 SECRET = "sk-TOPSECRET-0123456789abcdef"
 BASE = "https://api.aitronos.com"
@@ -124,6 +125,40 @@ async def test_explicit_api_key_wins_over_the_environment(
 
     [(_, _, kwargs)] = sent(mock)
     assert kwargs["headers"]["X-API-Key"] == "sk-explicit"
+
+
+async def test_base_url_from_the_environment_reaches_the_fake_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What `python -m freddy_async.testing` prints, exported, is all a quickstart needs.
+    async with FakeFreddyServer(keys=1) as server:
+        monkeypatch.setenv("FREDDY_BASE_URL", server.base_url)
+        monkeypatch.setenv("FREDDY_API_KEY", server.api_key)
+        async with FreddyClient() as client:
+            assert client.base_url == server.base_url
+            usage = await client.get_api_key_usage(server.org_id, server.key_ids[0], month=1, year=2025)
+    assert usage.api_key_id == server.key_ids[0]
+    assert server.fetch_count(server.key_ids[0], 2025, 1) == 1
+
+
+@pytest.mark.parametrize(("env", "given", "expected"), [
+    (None, None, "https://api.aitronos.com"),
+    ("", None, "https://api.aitronos.com"),
+    ("https://eu.example.test/", None, "https://eu.example.test"),
+    ("https://eu.example.test", "https://api.example.test", "https://api.example.test"),
+])
+def test_base_url_precedence(
+    monkeypatch: pytest.MonkeyPatch, env: str | None, given: str | None, expected: str
+) -> None:
+    if env is not None:
+        monkeypatch.setenv("FREDDY_BASE_URL", env)
+    assert FreddyClient("k", base_url=given).base_url == expected
+
+
+def test_a_bad_base_url_from_the_environment_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FREDDY_BASE_URL", "http://api.example.test")  # plain http, not loopback
+    with pytest.raises(ValueError, match="plain http"):
+        FreddyClient("k")
 
 
 @pytest.mark.parametrize("env", [None, ""], ids=["unset", "empty"])
