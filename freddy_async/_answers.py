@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timezone
 from email.utils import parsedate_to_datetime
 
@@ -107,9 +107,9 @@ def _http_date(text: str) -> float | None:
     return when.timestamp()
 
 
-def retry_after(headers: Mapping[str, str], server_now: float) -> float | None:
+def retry_after(headers: Mapping[str, str], server_now: Callable[[], float]) -> float | None:
     """Seconds the server asks us to wait: ``retry-after-ms``, then ``Retry-After`` as seconds
-    (0 and fractions included) or as an HTTP date, counted from ``server_now`` (the server's
+    (0 and fractions included) or as an HTTP date, counted from ``server_now()`` (the server's
     clock, epoch seconds). ``None`` when absent or unreadable."""
     millis = header_number(headers.get("retry-after-ms"))
     if millis is not None:
@@ -121,28 +121,29 @@ def retry_after(headers: Mapping[str, str], server_now: float) -> float | None:
     if seconds is not None:
         return seconds
     when = _http_date(value)
-    return None if when is None else max(0.0, when - server_now)
+    return None if when is None else max(0.0, when - server_now())
 
 
-def _reset_seconds(value: float | None, server_now: float) -> float | None:
+def _reset_seconds(value: float | None, server_now: Callable[[], float]) -> float | None:
     """An ``X-RateLimit-Reset`` as seconds from now, whichever of the three forms it is in."""
     if value is None:
         return None
     if value >= _EPOCH_MILLIS:
-        value = value / 1000 - server_now
+        value = value / 1000 - server_now()
     elif value >= _EPOCH_SECONDS:
-        value -= server_now
+        value -= server_now()
     # An epoch reset already past (a stale answer, or clocks apart) says nothing about now.
     return value if value >= 0 else None
 
 
-def read_rate_limit(headers: Mapping[str, str], server_now: float) -> RateLimitInfo:
+def read_rate_limit(headers: Mapping[str, str], server_now: Callable[[], float]) -> RateLimitInfo:
     """Read every rate-limit header of an answer.
 
     Args:
         headers: the answer's headers (case-insensitive mapping).
-        server_now: the server's clock when it answered, epoch seconds: epoch resets and
+        server_now: gives the server's clock when it answered, epoch seconds: epoch resets and
             HTTP dates are counted from it, so a server whose clock runs ahead is read right.
+            Called only for those (reading a ``Date`` header is not free).
     """
     wait = retry_after(headers, server_now)
     structured = _items(headers.get("RateLimit"))

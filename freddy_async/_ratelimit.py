@@ -21,6 +21,7 @@ costs a couple of integer operations per request.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from collections import deque
 from collections.abc import Mapping
@@ -219,7 +220,7 @@ class OrgPacer:
         self._inflight -= 1
         self._answer.set()
         now = _clock.now()
-        info = read_rate_limit(headers, self._server_now(headers))
+        info = read_rate_limit(headers, functools.partial(self._server_now, headers))
         if status < 400:
             self._successes += 1
             if self._in_flight_cap is not None:
