@@ -287,7 +287,7 @@ async def test_a_base_url_path_is_kept_as_a_prefix(
         "file:///etc/passwd", "ws://127.0.0.1", "http://127.0.0.1/?x=1", "http://127.0.0.1?x=1",
         "http://127.0.0.1/#frag", "http://user:secret@127.0.0.1", "http://:secret@127.0.0.1",
         "http://api.aitronos.com", "http://10.0.0.1", "http://localhost.evil.example",
-        None, b"https://api.aitronos.com", 42,
+        b"https://api.aitronos.com", 42,  # (None means: from FREDDY_BASE_URL, else the API)
     ],
     ids=repr,
 )
