@@ -6,16 +6,19 @@ waiting organization holds up no other); after each answer the pacer learns from
 
 - **a budget** (remaining requests and the seconds until they are renewed, in any dialect of
   ``_answers``) is spread evenly over the time left, counting the requests already sent but not
-  yet answered against it, so that concurrency never overshoots. When the budget's window has
-  passed, a policy's quota (``w=``) is the new budget; without a policy one request probes first,
-  and its answer tells what the new window holds;
+  yet answered against it, so that concurrency never overshoots; and never faster than the
+  quota over its window (``w=`` of a policy, else the reset a fresh window shows). A spent budget
+  waits for its reset (a fixed window), or for one request's worth (a bucket, a sliding window:
+  told apart by the first answer after a reset). When a window has passed, one request probes
+  first: its answer tells what the new window holds (a sliding window or a shared quota renews
+  less than the whole);
 - **a 429** pauses the organization (or, when it names a key, that key only) for its
   ``Retry-After``. With no budget headers at all the pacer adapts from the 429s themselves: it
   paces just under the rate the server was seen to grant and creeps up on every success;
 - ``requests_per_minute`` is a ceiling the caller sets, always kept.
 
 No wait taken from a header exceeds :data:`MAX_WAIT`; an organization that has said nothing
-costs a couple of integer operations per request.
+costs a few dictionary look-ups per answer.
 """
 
 from __future__ import annotations
@@ -153,14 +156,13 @@ class OrgPacer:
         if self._paused_until > now:
             return self._paused_until - now, "pause"
         if self._budget is not None and now >= self._reset_at:
-            self._budget = None  # renewed, but to what: a sliding window or a shared quota
-            # renews less than the whole quota, so one request probes and its answer tells
+            self._budget = None  # renewed, to what the probe's answer will tell
         if self._budget is not None and self._budget < 1:
             return self._slot_free_at(now) - now, "pause"
         if self._budget is None and self._budget_seen and self._inflight:
             return math.inf, "answer"  # probing a renewed window: its answer says what it holds
         if self._in_flight_cap is not None and self._inflight >= self._in_flight_cap:
-            return math.inf, "answer"
+            return math.inf, "answer"  # slow start: the first answers come before the crowd
         if self._next_at > now:
             return self._next_at - now, "pace"
         return 0.0, ""
@@ -231,6 +233,8 @@ class OrgPacer:
             self._learn_budget(info, now)
         elif status < 400 and not self._budget_seen:
             self._granted.append(now)
+            while self._granted[0] < now - _HORIZON:
+                self._granted.popleft()
             if self._adaptive_rate:
                 self._adaptive_rate *= _CREEP
         return info
@@ -305,15 +309,13 @@ class OrgPacer:
 
     def _slow_down(self, now: float) -> None:
         """Pace just under the rate the server granted lately (nothing granted: no rate to go by)."""
-        while self._granted and self._granted[0] < now - _HORIZON:
-            self._granted.popleft()
         assert self._first_send is not None
         span = min(now - self._first_send, _HORIZON)
-        if not self._granted or span <= 0:
+        granted = sum(1 for t in self._granted if t >= now - _HORIZON)
+        if not granted or span <= 0:
             return  # the pauses after each 429 do the holding back
-        granted = len(self._granted) / span
         current = self._adaptive_rate or math.inf
-        self._adaptive_rate = max(_BACK_OFF * min(granted, current), 1 / MAX_WAIT)
+        self._adaptive_rate = max(_BACK_OFF * min(granted / span, current), 1 / MAX_WAIT)
 
 
 class Pacers:
