@@ -19,8 +19,10 @@ Targets: no failed month in any row; on rows whose server sends budget headers, 
 ideal and 429 answers <= 1 % of requests; on rows without them, wall <= 1.3x ideal and 429s
 <= 10 %.
 
-The full run takes about 6 minutes at one round (the default; ``--rounds 3`` triples it);
-``--quick`` runs four small rows in a few seconds.
+A run still going at 4x its ideal is stopped and its months left are counted as unfinished, so a
+crawling row costs at most that. The full run takes about 9 minutes at one round, hence one round
+by default (``--rounds 3`` would take half an hour); ``--quick`` runs four rows of 40 jobs in
+about 20 s.
 
     python benchmarks/ratelimit.py [--quick] [--rounds N]
 """
