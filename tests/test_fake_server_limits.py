@@ -553,3 +553,22 @@ def test_standalone_command_checks_the_limit_flags(capsys: pytest.CaptureFixture
     with pytest.raises(SystemExit):
         main(["--rate-limit-algorithm", "leaky_bucket"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+async def test_a_fixed_windows_epoch_reset_is_its_end_even_as_the_clock_moves(
+    http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In real time the clock moves between reading it for the decision and for the header; a
+    # window ending on a whole second must still be sent as that second, not the next one.
+    ticks = iter(1_800_000_000.99 + i * 0.003 for i in range(1_000_000))
+    monkeypatch.setattr(_clock, "wall", lambda: next(ticks))
+    server = FakeFreddyServer(
+        keys=1, requests_per_minute=1500, rate_limit_window=1.0, rate_limit_algorithm="fixed_window"
+    )
+    async with server:
+        url = f"{server.base_url}/v1/analytics/api-keys/usage/{server.org_id}/{server.key_ids[0]}"
+        resets = []
+        for _ in range(3):
+            async with http.get(url, headers={"X-API-Key": server.api_key}) as response:
+                resets.append(response.headers["X-RateLimit-Reset"])
+    assert resets[0] == "1800000001"

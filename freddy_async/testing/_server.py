@@ -530,6 +530,7 @@ class FakeFreddyServer:
             exhausted_keys=cast("frozenset[str]", exhausted_keys),  # made one when checked
         )
         self._limiters: dict[str, Limiter] = {}
+        self._decided_at: float | None = None
         if api_key is not None and not api_key:
             raise ValueError("api_key must not be empty")
         orgs = {_check_org_id(org_id): keys, **(extra_orgs or {})}
@@ -978,6 +979,9 @@ class FakeFreddyServer:
         """The server's epoch clock: the one clock of the library, plus ``clock_skew``."""
         return _clock.wall() + self._limits.clock_skew
 
+    def _decision_time(self) -> float:
+        return self._decided_at if self._decided_at is not None else self._server_now()
+
     async def _stamp_date(self, request: web.Request, response: web.StreamResponse) -> None:
         # aiohttp keeps a Date it is given: this one follows the virtual clock and the skew.
         response.headers["Date"] = _http_date(self._server_now())
@@ -1012,7 +1016,7 @@ class FakeFreddyServer:
         shared = limits.shared_quota * limits.requests_per_minute / 60
         if limits.rate_limit_algorithm == "fixed_window":
             # Real servers align fixed windows to their own epoch clock.
-            return FixedWindow(limits.quota, window, self._server_now, shared_rate=shared)
+            return FixedWindow(limits.quota, window, self._decision_time, shared_rate=shared)
         if limits.rate_limit_algorithm == "sliding_window":
             return SlidingWindow(limits.quota, window, _clock.now, shared_rate=shared)
         return TokenBucket(
@@ -1024,8 +1028,13 @@ class FakeFreddyServer:
         limits = self._limits
         if limits.quota is None:
             return {}
-        verdict = self._limiter(org_id).take()
-        server_now = self._server_now()
+        # One reading of the clock for the decision and its headers: read twice, a window's end
+        # (a whole second) could be written a microsecond late, and rounded up a second late.
+        server_now = self._decided_at = self._server_now()
+        try:
+            verdict = self._limiter(org_id).take()
+        finally:
+            self._decided_at = None
         headers = _budget_headers(limits, verdict, server_now)
         if verdict.accepted:
             return headers
