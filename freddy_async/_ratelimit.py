@@ -40,9 +40,10 @@ MAX_WAIT = 60.0
 # A 429 that says nothing of when to come back: the first pause, doubled while 429s go on.
 _FIRST_PAUSE = 0.5
 # Without budget headers: pace at this share of the rate the server was seen to grant after a
-# 429, then go up by _CREEP per success until the next 429 (about one 429 in 17 requests).
+# 429, or of the pace at a later 429; go up by _CREEP per success (about one 429 in 36 requests).
 _BACK_OFF = 0.75
 _CREEP = 1.008
+_FIRST_CREEP = 1.05
 _HORIZON = 60.0
 # The Date header counts whole seconds: a smaller difference from our clock is its rounding.
 _SKEW_NOISE = 1.5
@@ -85,6 +86,9 @@ class OrgPacer:
         self._last_send = 0.0
         self._skew = 0.0
         self._adaptive_rate: float | None = None
+        # Up fast from a first estimate (it may be far too low, measured across a pause), then,
+        # from the next 429 on, slowly.
+        self._creep = _FIRST_CREEP
         self._granted: deque[float] = deque()
         self._first_send: float | None = None
         self._successes = 0
@@ -236,7 +240,7 @@ class OrgPacer:
             while self._granted[0] < now - _HORIZON:
                 self._granted.popleft()
             if self._adaptive_rate:
-                self._adaptive_rate *= _CREEP
+                self._adaptive_rate *= self._creep
         return info
 
     def _learn_budget(self, info: RateLimitInfo, now: float) -> None:
@@ -284,9 +288,10 @@ class OrgPacer:
         wait = info.retry_after
         if wait is None:
             wait = info.reset if info.reset is not None and info.has_budget else _FIRST_PAUSE
+        wait = min(max(wait, self._escalation(now)), MAX_WAIT)
         if not info.has_budget and not self._budget_seen and now >= self._paused_until:
-            self._slow_down(now)
-        until = now + min(max(wait, self._escalation(now)), MAX_WAIT)
+            self._slow_down(now, wait)
+        until = now + wait
         if key_id is not None:
             self._key_holds[key_id] = max(self._key_holds.get(key_id, 0.0), until)
         else:
@@ -307,15 +312,17 @@ class OrgPacer:
         self._refusals += 1
         return 0.0 if self._refusals == 1 else min(_FIRST_PAUSE * 2 ** (self._refusals - 2), MAX_WAIT)
 
-    def _slow_down(self, now: float) -> None:
-        """Pace just under the rate the server granted lately (nothing granted: no rate to go by)."""
+    def _slow_down(self, now: float, pause: float) -> None:
+        """Pace under what the server grants: a first 429 measures it, each later one cuts it."""
+        if self._adaptive_rate:
+            self._adaptive_rate = max(self._adaptive_rate * _BACK_OFF, 1 / MAX_WAIT)
+            self._creep = _CREEP
+            return
         assert self._first_send is not None
-        span = min(now - self._first_send, _HORIZON)
         granted = sum(1 for t in self._granted if t >= now - _HORIZON)
-        if not granted or span <= 0:
-            return  # the pauses after each 429 do the holding back
-        current = self._adaptive_rate or math.inf
-        self._adaptive_rate = max(_BACK_OFF * min(granted / span, current), 1 / MAX_WAIT)
+        span = min(now - self._first_send, _HORIZON)
+        if granted and span > 0:  # else the pauses after each 429 do the holding back
+            self._adaptive_rate = max(_BACK_OFF * granted / span, 1 / MAX_WAIT)
 
 
 class Pacers:
