@@ -1,12 +1,33 @@
-"""freddy-usage and hostile server text: terminal escapes, bidi overrides, formulas."""
+"""freddy-usage against a server whose text is hostile: terminal escapes, bidi overrides, formulas.
+
+The text a server sends (key IDs and names, statuses, error codes and messages, trace IDs) must
+never drive the terminal it is shown on, nor run as a formula in the spreadsheet a csv is opened
+in; the numbers must stay the numbers the API sent. The server here is a few aiohttp routes on
+127.0.0.1 (API.md §1-3), because FakeFreddyServer chooses its own key names.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import re
+import sys
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
 
 import pytest
+from aiohttp import web
 
 from freddy_async._cli._safe import for_spreadsheet, for_terminal
+
+ORG = "org_edges"
+DENIED_ORG = "org_denied"
+MONTH = "2025-11"
+TIMEOUT = 30.0
+API_KEY = "fk_edges_test_key_0123456789"
 
 CLEAR = "\x1b[2J"  # clears the screen
 TITLE = "\x1b]0;pwned\x07"  # sets the window title
@@ -17,11 +38,254 @@ LINK = '=HYPERLINK("http://evil.example","x")'
 RAW = ("\x1b", "\x07", "\x9b", BIDI, "\u2066")
 
 
+@dataclass(frozen=True)
+class Key:
+    id: str
+    name: str
+    status: str = "ok"
+    cost: str = "60.00"
+    monthly_limit: str | None = "100.00"
+    remaining: str | None = "40.00"
+
+
+KEYS = [
+    Key("ak_clear", f"clear{CLEAR}screen"),
+    Key("ak_title", f"{TITLE}title"),
+    Key("ak_link", LINK),
+    Key("+1+1", "+1+1"),
+    Key("@SUM(A1)", "@SUM(A1)"),
+    Key("-2+3", "-2+3"),
+    Key("ak_bidi", f"invoice{BIDI}fdp.exe", status=f"{CLEAR}ok\x9b31m"),
+    Key("ak_tab", "\tcmd", status=LINK),
+    Key("ak_over", "Over budget", status="exceeded", cost="112.50", remaining="-12.50"),
+    Key("ak_nolimit", "-7", status="no_limit", cost="1e3", monthly_limit=None, remaining=None),
+]
+GONE = "ak_gone"  # listed, but its usage answers 404 with a hostile envelope
+FLAKY = "ak_flaky"  # answers 503 with a hostile envelope once, then its usage
+GONE_CODE = f"{CLEAR}NOT_FOUND"
+GONE_MESSAGE = f"{LINK} {TITLE}gone\u2066"
+GONE_TRACE = "@SUM(A1)"
+DAILY_ORG = f"{LINK}{CLEAR}"
+
+
+def _number(text: str) -> str:
+    return f"__number:{text}__"
+
+
+def _json(body: Any) -> str:
+    """JSON with the numbers written exactly as given (``_number``), as the API writes them."""
+    return re.sub(r'"__number:([^"]*)__"', r"\1", json.dumps(body))
+
+
+def _envelope(status: int, code: str, message: str, trace_id: str) -> web.Response:
+    error = {"code": code, "message": message, "type": "client_error", "status": status, "trace_id": trace_id}
+    return web.Response(
+        status=status, text=_json({"success": False, "error": error}), content_type="application/json",
+        headers={"Retry-After": "0"},
+    )
+
+
+def _usage(key: Key, year: int, month: int) -> dict[str, Any]:
+    limit = None if key.monthly_limit is None else _number(key.monthly_limit)
+    remaining = None if key.remaining is None else _number(key.remaining)
+    return {
+        "apiKeyId": key.id, "apiKeyName": key.name, "organizationId": ORG, "month": month, "year": year,
+        "usage": {"totalRequests": 250, "totalCost": _number(key.cost), "totalSynapses": 1000,
+                  "totalNeurons": 2000, "averageCostPerRequest": _number("0.24")},
+        "limit": {"monthlyLimit": limit, "utilizationPercentage": _number("112.5"),
+                  "remainingBudget": remaining, "status": key.status},
+    }
+
+
+class HostileServer:
+    """The listing, usage and daily endpoints of one organization with hostile text."""
+
+    def __init__(self) -> None:
+        self.keys = {key.id: key for key in [*KEYS, Key(FLAKY, f"flaky{TITLE}")]}
+        self.flaky_failed = False
+        self.base_url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def listing(self, request: web.Request) -> web.Response:
+        org = request.match_info["org"]
+        if org != ORG:
+            return _envelope(403, "ACCESS_DENIED", f"{TITLE}no{CLEAR} access to {BIDI}{org}", TITLE)
+        ids = [*self.keys, GONE]
+        keys: list[dict[str, Any]] = [
+            {"id": key_id, "organization_id": ORG, "key_name": key_id, "key_prefix": None,
+             "is_active": True, "is_paused": False, "created_by": None, "created_at": None,
+             "usage_limit_chf": None, "scopes": [], "last_used_at": None, "expires_at": None}
+            for key_id in ids
+        ]
+        body = {"keys": keys, "total": len(keys), "page": 1, "page_size": 100}
+        return web.Response(text=_json(body), content_type="application/json")
+
+    async def usage(self, request: web.Request) -> web.Response:
+        key_id = request.match_info["key"]
+        if key_id == FLAKY and not self.flaky_failed:
+            self.flaky_failed = True
+            return _envelope(503, f"{CLEAR}BUSY", f"busy{TITLE}", f"trace{TITLE}")
+        key = self.keys.get(key_id)
+        if key is None:
+            return _envelope(404, GONE_CODE, GONE_MESSAGE, GONE_TRACE)
+        body = _usage(key, int(request.query["year"]), int(request.query["month"]))
+        return web.Response(text=_json(body), content_type="application/json")
+
+    async def daily(self, request: web.Request) -> web.Response:
+        year, month = int(request.query["year"]), int(request.query["month"])
+        day = {"date": f"{year:04d}-{month:02d}-03", "requests": 5, "cost": _number("1.50"),
+               "synapses": 10.0, "neurons": 20.0}
+        body = {
+            "organization_id": DAILY_ORG,
+            "period": {"year": year, "month": month, "startDate": f"{year:04d}-{month:02d}-01",
+                       "endDate": f"{year:04d}-{month:02d}-30", "daysInMonth": 30, "daysWithApiUsage": 1},
+            "dailyUsage": [day],
+            "summary": {"organization_id": DAILY_ORG, "month": month, "year": year,
+                        "totalApiKeyRequests": 5, "totalApiKeyCost": _number("1.50"),
+                        "averageCostPerRequest": _number("0.30"), "totalSynapses": 10.0,
+                        "totalNeurons": 20.0},
+        }
+        return web.Response(text=_json(body), content_type="application/json")
+
+    async def __aenter__(self) -> HostileServer:
+        app = web.Application()
+        app.router.add_get("/v1/organizations/{org}/api-keys", self.listing)
+        app.router.add_get("/v1/analytics/api-keys/usage/{org}/{key}", self.usage)
+        app.router.add_get("/v1/analytics/api-keys/daily/{org}", self.daily)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.base_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[HostileServer]:
+    async with HostileServer() as hostile:
+        yield hostile
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def run_cli(server: HostileServer, *args: str) -> Result:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FREDDY_")}
+    env.update(FREDDY_API_KEY=API_KEY, FREDDY_BASE_URL=server.base_url, PYTHONIOENCODING="utf-8")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "freddy_async", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), TIMEOUT)
+    assert process.returncode is not None
+    result = Result(process.returncode, out.decode("utf-8"), err.decode("utf-8"))
+    assert "Traceback" not in result.stderr
+    return result
+
+
 def assert_nothing_raw(text: str) -> None:
     for raw in RAW:
         assert raw not in text, (raw, text)
     # Of the control characters, only the line ends the CLI writes itself.
     assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", text), text
+
+
+def _report(*extra: str) -> list[str]:
+    return ["report", "--org", ORG, "--from", MONTH, "--to", MONTH, *extra]
+
+
+# -- the terminal ----------------------------------------------------------------------------
+
+
+async def test_table_shows_server_text_escaped(server: HostileServer) -> None:
+    result = await run_cli(server, *_report())
+
+    assert result.returncode == 1  # GONE failed
+    assert_nothing_raw(result.stdout)
+    assert_nothing_raw(result.stderr)
+    assert "clear\\x1b[2Jscreen" in result.stdout
+    assert "\\x1b]0;pwned\\x07title" in result.stdout
+    assert "invoice\\u202efdp.exe" in result.stdout
+    assert "\\x1b[2Jok\\x9b31m" in result.stdout  # an unknown status, as the server spelled it
+    assert "\\tcmd" in result.stdout
+    error_line = [line for line in result.stdout.splitlines() if line.startswith(GONE)][-1]
+    assert "404 \\x1b[2JNOT_FOUND" in error_line
+    assert "\\x1b]0;pwned\\x07gone\\u2066" in error_line
+
+
+async def test_table_columns_stay_aligned_with_escaped_text(server: HostileServer) -> None:
+    result = await run_cli(server, *_report())
+
+    lines = result.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("KEY ID"))
+    end = header.index("MONTHS OK") + len("MONTHS OK")  # a right-aligned column
+    rows = [line for line in lines if line.split(" ")[0] in {*server.keys, GONE}][: len(server.keys) + 1]
+    assert len(rows) == len(server.keys) + 1
+    for row in rows:
+        assert row[end - 3 : end] in {"1/1", "0/1"}, (row, end)
+        assert row[end] == " "
+
+
+async def test_stderr_shows_server_text_escaped(server: HostileServer) -> None:
+    retried = await run_cli(server, *_report("--keys", FLAKY, "--verbose"))
+
+    assert retried.returncode == 0, retried.stderr
+    assert_nothing_raw(retried.stderr)
+    assert_nothing_raw(retried.stdout)
+    retry_line = next(line for line in retried.stderr.splitlines() if "retrying" in line)
+    assert "503 \\x1b[2JBUSY" in retry_line
+    assert "trace\\x1b]0;pwned\\x07" in retry_line
+
+    denied = await run_cli(server, "report", "--org", DENIED_ORG, "--from", MONTH, "--to", MONTH)
+
+    assert denied.returncode == 1
+    assert denied.stdout == ""
+    assert_nothing_raw(denied.stderr)
+    assert len(denied.stderr.splitlines()) == 1
+    assert "\\x1b]0;pwned\\x07no\\x1b[2J access to \\u202eorg_denied" in denied.stderr
+
+
+async def test_daily_table_shows_the_organization_escaped(server: HostileServer) -> None:
+    result = await run_cli(server, "daily", "--org", ORG, "--month", MONTH)
+
+    assert result.returncode == 0, result.stderr
+    assert_nothing_raw(result.stdout)
+    assert_nothing_raw(result.stderr)
+    assert f"{LINK}\\x1b[2J" in result.stdout.splitlines()[0]
+
+
+# -- JSON ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+async def test_json_escapes_control_characters_and_keeps_text_exact(
+    server: HostileServer, fmt: str
+) -> None:
+    result = await run_cli(server, *_report("--format", fmt))
+
+    assert result.returncode == 1
+    assert_nothing_raw(result.stdout)
+    if fmt == "jsonl":
+        records = [json.loads(line, parse_float=Decimal) for line in result.stdout.splitlines()]
+    else:
+        records = json.loads(result.stdout, parse_float=Decimal)
+    by_id: Mapping[str, dict[str, Any]] = {r["api_key_id"]: r for r in records}
+    assert {key.id: by_id[key.id]["api_key_name"] for key in server.keys.values()} == {
+        key.id: key.name for key in server.keys.values()
+    }
+    assert by_id["ak_tab"]["limit"]["status"] == LINK
+    assert by_id["ak_over"]["limit"]["remaining_budget"] == Decimal("-12.50")
+    assert str(by_id["ak_over"]["limit"]["remaining_budget"]) == "-12.50"
+    assert by_id[GONE]["error"]["code"] == GONE_CODE
+    assert by_id[GONE]["error"]["message"] == GONE_MESSAGE
 
 
 # -- the helpers -----------------------------------------------------------------------------

@@ -8,6 +8,8 @@ import shutil
 import time
 from typing import TYPE_CHECKING, TextIO
 
+from ._safe import for_terminal
+
 if TYPE_CHECKING:
     from .._client import FreddyClient
 
@@ -81,9 +83,12 @@ class Console:
             self.say(text)
 
     def say(self, text: str) -> None:
-        """Write one line whatever ``--quiet`` says (errors, the demo's result)."""
+        """Write one line whatever ``--quiet`` says (errors, the demo's result).
+
+        Control characters in ``text`` (it may quote the server) are shown escaped.
+        """
         self.clear_line()
-        self.err.write(f"{text}\n")
+        self.err.write(f"{for_terminal(text)}\n")
         self.err.flush()
 
 

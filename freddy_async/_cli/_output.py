@@ -21,6 +21,7 @@ from .._errors import APIStatusError, FreddyError, ResponseValidationError
 from .._models import ApiKeyDailyUsage, ApiKeyUsage, DailyUsage, KeyUsageReport
 from .._periods import YearMonth
 from ._console import Redacting
+from ._safe import for_terminal
 
 __all__ = [
     "USAGE_COLUMNS",
@@ -188,7 +189,8 @@ def key_records(
 
 def render(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
     """Lay out a table: columns padded to fit, ``right`` ones right-aligned; an empty row is
-    drawn as a rule."""
+    drawn as a rule. Control characters in a cell are shown escaped, and measured so."""
+    rows = [[for_terminal(cell) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         for i, cell in enumerate(row):
@@ -312,7 +314,10 @@ class _TableReport:
         reports = sorted(self._reports, key=lambda r: (self._order.get(r.api_key_id, last), r.api_key_id))
         n_months = len(self._months)
         period = str(self._months[0]) if n_months == 1 else f"{self._months[0]}..{self._months[-1]}"
-        title = f"API key usage of {self._org_id}, {period} ({plural(n_months, 'month')}), cost in CHF"
+        title = (
+            f"API key usage of {for_terminal(self._org_id)}, {period} ({plural(n_months, 'month')}), "
+            "cost in CHF"
+        )
         rows: list[list[str]] = []
         cost = Decimal(0)
         requests = months_ok = 0
@@ -321,7 +326,7 @@ class _TableReport:
         for report in reports:
             key_synapses = math.fsum(u.usage.total_synapses for u in report.usage)
             key_neurons = math.fsum(u.usage.total_neurons for u in report.usage)
-            name = report.usage[-1].api_key_name if report.usage else ""
+            name = for_terminal(report.usage[-1].api_key_name) if report.usage else ""
             if len(name) > _NAME_WIDTH:
                 name = name[: _NAME_WIDTH - 1] + "~"
             if report.usage:
@@ -446,7 +451,8 @@ def _daily_table(daily: ApiKeyDailyUsage, *, unicode: bool) -> list[str]:
         _count(summary.total_synapses), _count(summary.total_neurons), "",
     ])
     title = (
-        f"Daily API-key usage of {daily.organization_id}, {YearMonth(period.year, period.month)} "
+        f"Daily API-key usage of {for_terminal(daily.organization_id)}, "
+        f"{YearMonth(period.year, period.month)} "
         f"({period.days_with_api_usage} of {plural(period.days_in_month, 'day')} with usage), cost in CHF"
     )
     headers = ["DATE", "REQUESTS", "COST", "SYNAPSES", "NEURONS", "COST PER DAY"]
