@@ -9,6 +9,8 @@ in; the numbers must stay the numbers the API sent. The server here is a few aio
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import os
 import re
@@ -260,6 +262,73 @@ async def test_daily_table_shows_the_organization_escaped(server: HostileServer)
     assert_nothing_raw(result.stdout)
     assert_nothing_raw(result.stderr)
     assert f"{LINK}\\x1b[2J" in result.stdout.splitlines()[0]
+
+
+# -- the spreadsheet -------------------------------------------------------------------------
+
+# The columns that hold numbers: written as the API sent them, never touched.
+NUMBER_COLUMNS = (
+    "month", "year", "usage_total_requests", "usage_total_cost", "usage_total_synapses",
+    "usage_total_neurons", "usage_average_cost_per_request", "limit_monthly_limit",
+    "limit_utilization_percentage", "limit_remaining_budget", "error_status", "error_attempts",
+)
+
+
+async def test_csv_neutralises_formulas_and_keeps_numbers(server: HostileServer) -> None:
+    result = await run_cli(server, *_report("--format", "csv"))
+
+    assert result.returncode == 1
+    rows = {row["api_key_id"]: row for row in csv.DictReader(io.StringIO(result.stdout, newline=""))}
+    assert set(rows) == {"ak_clear", "ak_title", "ak_link", "'+1+1", "'@SUM(A1)", "'-2+3", "ak_bidi",
+                         "ak_tab", "ak_over", "ak_nolimit", FLAKY, GONE}
+    assert rows["ak_link"]["api_key_name"] == "'" + LINK
+    assert rows["'+1+1"]["api_key_name"] == "'+1+1"
+    assert rows["'@SUM(A1)"]["api_key_name"] == "'@SUM(A1)"
+    assert rows["'-2+3"]["api_key_name"] == "'-2+3"
+    assert rows["ak_tab"]["api_key_name"] == "'\tcmd"
+    assert rows["ak_tab"]["limit_status"] == "'" + LINK
+    assert rows["ak_nolimit"]["api_key_name"] == "-7"  # a number in a text cell is no formula
+    assert rows[GONE]["error_trace_id"] == "'" + GONE_TRACE
+    # Not a formula: the rest of the text is kept as the server sent it (csv is data).
+    assert rows["ak_clear"]["api_key_name"] == f"clear{CLEAR}screen"
+    assert rows[GONE]["error_code"] == GONE_CODE
+    assert rows[GONE]["error_message"] == "'" + GONE_MESSAGE
+
+    # The numbers, negative ones included, exactly as the API wrote them.
+    over, nolimit = rows["ak_over"], rows["ak_nolimit"]
+    assert over["limit_remaining_budget"] == "-12.50"
+    assert over["usage_total_cost"] == "112.50"
+    assert over["limit_monthly_limit"] == "100.00"
+    assert nolimit["usage_total_cost"] == "1E+3"  # Decimal("1e3"): the same number
+    assert nolimit["limit_remaining_budget"] == nolimit["limit_monthly_limit"] == ""
+    assert rows[GONE]["error_status"] == "404"
+    for row in rows.values():
+        for column in NUMBER_COLUMNS:
+            assert not row[column].startswith("'"), (column, row)
+            if row[column]:
+                Decimal(row[column])
+
+
+async def test_csv_loses_nothing(server: HostileServer) -> None:
+    result = await run_cli(server, *_report("--format", "csv"))
+
+    def original(cell: str) -> str:
+        return cell[1:] if cell.startswith("'") else cell
+
+    names = {original(row["api_key_id"]): original(row["api_key_name"])
+             for row in csv.DictReader(io.StringIO(result.stdout, newline=""))}
+    assert {key_id: names[key_id] for key_id in server.keys} == {
+        key.id: key.name for key in server.keys.values()
+    }
+
+
+async def test_daily_csv_neutralises_the_organization(server: HostileServer) -> None:
+    result = await run_cli(server, "daily", "--org", ORG, "--month", MONTH, "--format", "csv")
+
+    assert result.returncode == 0, result.stderr
+    (row,) = csv.DictReader(io.StringIO(result.stdout, newline=""))
+    assert row["organization_id"] == "'" + DAILY_ORG
+    assert row["cost"] == "1.50"
 
 
 # -- JSON ------------------------------------------------------------------------------------

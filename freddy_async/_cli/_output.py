@@ -21,7 +21,7 @@ from .._errors import APIStatusError, FreddyError, ResponseValidationError
 from .._models import ApiKeyDailyUsage, ApiKeyUsage, DailyUsage, KeyUsageReport
 from .._periods import YearMonth
 from ._console import Redacting
-from ._safe import for_terminal
+from ._safe import for_spreadsheet, for_terminal
 
 __all__ = [
     "USAGE_COLUMNS",
@@ -72,9 +72,12 @@ def json_text(value: Any) -> str:
 
 
 def csv_text(value: Any) -> str:
+    """A csv cell: numbers with their own digits; text neutralised if a spreadsheet would run it."""
     value = plain(value)
     if value is None:
         return ""
+    if isinstance(value, str):
+        return for_spreadsheet(value)
     if isinstance(value, float):
         return repr(value)
     return str(value)
