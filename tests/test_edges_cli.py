@@ -179,12 +179,16 @@ class Result:
     stderr: str
 
 
-async def run_cli(server: HostileServer, *args: str) -> Result:
+def _env(server: HostileServer) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FREDDY_")}
     env.update(FREDDY_API_KEY=API_KEY, FREDDY_BASE_URL=server.base_url, PYTHONIOENCODING="utf-8")
+    return env
+
+
+async def run_cli(server: HostileServer, *args: str) -> Result:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "freddy_async", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=_env(server),
     )
     out, err = await asyncio.wait_for(process.communicate(), TIMEOUT)
     assert process.returncode is not None
@@ -329,6 +333,43 @@ async def test_daily_csv_neutralises_the_organization(server: HostileServer) -> 
     (row,) = csv.DictReader(io.StringIO(result.stdout, newline=""))
     assert row["organization_id"] == "'" + DAILY_ORG
     assert row["cost"] == "1.50"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+async def test_csv_on_a_terminal_shows_control_characters_escaped(server: HostileServer) -> None:
+    import pty
+
+    master, slave = pty.openpty()
+    received = bytearray()
+    loop = asyncio.get_running_loop()
+
+    def read() -> None:
+        try:
+            received.extend(os.read(master, 65536))
+        except OSError:  # the other end closed
+            loop.remove_reader(master)
+
+    loop.add_reader(master, read)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "freddy_async", *_report("--format", "csv"),
+            stdout=slave, stderr=asyncio.subprocess.PIPE, env=_env(server),
+        )
+        os.close(slave)
+        _, err = await asyncio.wait_for(process.communicate(), TIMEOUT)
+        await asyncio.sleep(0.05)  # let the reader drain what is left
+    finally:
+        loop.remove_reader(master)
+        os.close(master)
+
+    assert process.returncode == 1, err
+    terminal = received.decode("utf-8").replace("\r\n", "\n")  # the terminal's own line ends
+    assert_nothing_raw(terminal)
+    rows = {row["api_key_id"]: row for row in csv.DictReader(io.StringIO(terminal, newline=""))}
+    assert rows["ak_clear"]["api_key_name"] == "clear\\x1b[2Jscreen"
+    assert rows["ak_tab"]["api_key_name"] == "'\\tcmd"
+    assert rows["ak_link"]["api_key_name"] == "'" + LINK
+    assert rows["ak_over"]["limit_remaining_budget"] == "-12.50"
 
 
 # -- JSON ------------------------------------------------------------------------------------

@@ -71,13 +71,15 @@ def json_text(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-def csv_text(value: Any) -> str:
-    """A csv cell: numbers with their own digits; text neutralised if a spreadsheet would run it."""
+def csv_text(value: Any, *, terminal: bool = False) -> str:
+    """A csv cell: numbers with their own digits; text neutralised if a spreadsheet would run it,
+    and its control characters escaped too when the csv goes to a ``terminal``."""
     value = plain(value)
     if value is None:
         return ""
     if isinstance(value, str):
-        return for_spreadsheet(value)
+        text = for_spreadsheet(value)
+        return for_terminal(text) if terminal else text
     if isinstance(value, float):
         return repr(value)
     return str(value)
@@ -246,13 +248,16 @@ class _CsvReport:
         self._out = out
         self._org_id = org_id
         self._months = months
+        self._terminal = out.isatty()
         self._writer = csv.DictWriter(out, fieldnames=USAGE_COLUMNS, lineterminator="\n")
         self._writer.writeheader()
 
     def add(self, report: KeyUsageReport) -> None:
         for record in key_records(self._org_id, report, self._months):
             flat = _flatten(record)
-            self._writer.writerow({column: csv_text(flat.get(column)) for column in USAGE_COLUMNS})
+            self._writer.writerow(
+                {column: csv_text(flat.get(column), terminal=self._terminal) for column in USAGE_COLUMNS}
+            )
         self._out.flush()
 
     def finish(self, *, complete: bool) -> None:
@@ -405,8 +410,11 @@ def write_daily(daily: ApiKeyDailyUsage, fmt: str, out: Redacting) -> None:
     if fmt == "csv":
         writer = csv.DictWriter(out, fieldnames=_DAILY_COLUMNS, lineterminator="\n")
         writer.writeheader()
+        terminal = out.isatty()
         for record in records:
-            writer.writerow({column: csv_text(record.get(column)) for column in _DAILY_COLUMNS})
+            writer.writerow(
+                {column: csv_text(record.get(column), terminal=terminal) for column in _DAILY_COLUMNS}
+            )
     elif fmt == "jsonl":
         for record in records:
             out.write(json_text(record) + "\n")
