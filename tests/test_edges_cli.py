@@ -60,6 +60,7 @@ KEYS = [
     Key("ak_bidi", f"invoice{BIDI}fdp.exe", status=f"{CLEAR}ok\x9b31m"),
     Key("ak_tab", "\tcmd", status=LINK),
     Key("ak_over", "Over budget", status="exceeded", cost="112.50", remaining="-12.50"),
+    Key("ak_long", "a" * 21 + CLEAR),  # too long for its column: cut before the escape
     Key("ak_nolimit", "-7", status="no_limit", cost="1e3", monthly_limit=None, remaining=None),
 ]
 GONE = "ak_gone"  # listed, but its usage answers 404 with a hostile envelope
@@ -222,6 +223,8 @@ async def test_table_shows_server_text_escaped(server: HostileServer) -> None:
     assert "invoice\\u202efdp.exe" in result.stdout
     assert "\\x1b[2Jok\\x9b31m" in result.stdout  # an unknown status, as the server spelled it
     assert "\\tcmd" in result.stdout
+    long_row = next(line for line in result.stdout.splitlines() if line.startswith("ak_long"))
+    assert long_row.split()[1] == "a" * 21 + "~"
     error_line = [line for line in result.stdout.splitlines() if line.startswith(GONE)][-1]
     assert "404 \\x1b[2JNOT_FOUND" in error_line
     assert "\\x1b]0;pwned\\x07gone\\u2066" in error_line
@@ -284,7 +287,7 @@ async def test_csv_neutralises_formulas_and_keeps_numbers(server: HostileServer)
     assert result.returncode == 1
     rows = {row["api_key_id"]: row for row in csv.DictReader(io.StringIO(result.stdout, newline=""))}
     assert set(rows) == {"ak_clear", "ak_title", "ak_link", "'+1+1", "'@SUM(A1)", "'-2+3", "ak_bidi",
-                         "ak_tab", "ak_over", "ak_nolimit", FLAKY, GONE}
+                         "ak_tab", "ak_over", "ak_long", "ak_nolimit", FLAKY, GONE}
     assert rows["ak_link"]["api_key_name"] == "'" + LINK
     assert rows["'+1+1"]["api_key_name"] == "'+1+1"
     assert rows["'@SUM(A1)"]["api_key_name"] == "'@SUM(A1)"

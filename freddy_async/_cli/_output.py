@@ -334,9 +334,7 @@ class _TableReport:
         for report in reports:
             key_synapses = math.fsum(u.usage.total_synapses for u in report.usage)
             key_neurons = math.fsum(u.usage.total_neurons for u in report.usage)
-            name = for_terminal(report.usage[-1].api_key_name) if report.usage else ""
-            if len(name) > _NAME_WIDTH:
-                name = name[: _NAME_WIDTH - 1] + "~"
+            name = _clip(report.usage[-1].api_key_name, _NAME_WIDTH) if report.usage else ""
             if report.usage:
                 figures = [
                     f"{report.total_requests:,}", chf(report.total_cost), _count(key_synapses),
@@ -362,6 +360,23 @@ class _TableReport:
         lines = [title, "", *render(headers, rows, right={2, 3, 4, 5, 6}), *_error_lines(reports)]
         self._out.write("\n".join(lines) + "\n")
         self._out.flush()
+
+
+def _clip(text: str, width: int) -> str:
+    """``text`` shown on a terminal in at most ``width`` columns, cut with ``~``, never inside an
+    escape such as ``\\x1b``."""
+    shown = for_terminal(text)
+    if len(shown) <= width:
+        return shown
+    kept: list[str] = []
+    room = width - 1
+    for char in text:
+        piece = for_terminal(char)
+        if len(piece) > room:
+            break
+        kept.append(piece)
+        room -= len(piece)
+    return "".join(kept) + "~"
 
 
 def _error_lines(reports: Sequence[KeyUsageReport]) -> list[str]:
