@@ -34,7 +34,8 @@ from typing import NoReturn
 from ._cli._console import Console, Progress, Redacting, Stats
 from ._cli._output import ReportWriter, chf, plural, report_writer, write_daily
 from ._client import API_KEY_ENV, DEFAULT_BASE_URL, FreddyClient, _check_id
-from ._errors import AuthenticationError, FreddyError, PermissionDeniedError
+from ._errors import AuthenticationError, FreddyError, PermissionDeniedError, ResponseValidationError
+from ._models import KeyUsageReport
 from ._periods import YearMonth
 from ._version import __version__
 
@@ -104,6 +105,15 @@ class _Result:
         self.failed_months = 0
         self.cost = Decimal(0)
         self.requests = 0
+
+    def add(self, report: KeyUsageReport) -> None:
+        """Count one key's report."""
+        self.keys += 1
+        self.cost += report.total_cost
+        self.requests += report.total_requests
+        if report.errors:
+            self.failed_keys += 1
+            self.failed_months += len(report.errors)
 
 
 # -- shared steps ----------------------------------------------------------------------------
@@ -191,6 +201,25 @@ async def _list_key_ids(run: _Run, client: FreddyClient, org_id: str) -> list[st
     return ids
 
 
+def _split_listed(key_ids: list[str], months: Sequence[YearMonth]) -> tuple[list[str], list[KeyUsageReport]]:
+    """The listed IDs a request can be made for, and failed reports of the others.
+
+    One ID that cannot be put in a URL would make the library refuse the whole batch; it is
+    the server's fault, so it fails that key only, as the library does when it lists the keys.
+    """
+    usable: list[str] = []
+    unusable: list[KeyUsageReport] = []
+    for key_id in key_ids:
+        try:
+            _check_id(key_id, "api_key_id")
+        except ValueError as exc:
+            error = ResponseValidationError(f"the key listing holds an unusable ID: {exc}", path="keys[].id")
+            unusable.append(KeyUsageReport(key_id, (), dict.fromkeys(months, error)))
+        else:
+            usable.append(key_id)
+    return usable, unusable
+
+
 async def _report(
     run: _Run, client: FreddyClient, org_id: str, key_ids: list[str] | None,
     months: Sequence[YearMonth], out: Redacting,
@@ -214,16 +243,16 @@ async def _report(
         progress.draw(force=True)
         order = {key: i for i, key in enumerate(key_ids)}
         writer = report_writer(run.args.format, out, org_id, months, order)
+        key_ids, unusable = _split_listed(key_ids, months)
+        for report in unusable:
+            writer.add(report)
+            result.add(report)
+            stats.keys_done += 1
         if key_ids:
             async for report in client.iter_api_key_usage(org_id, key_ids, months=months):
                 writer.add(report)
+                result.add(report)
                 stats.keys_done += 1
-                result.keys += 1
-                result.cost += report.total_cost
-                result.requests += report.total_requests
-                if report.errors:
-                    result.failed_keys += 1
-                    result.failed_months += len(report.errors)
                 progress.draw()
         complete = True
     finally:

@@ -69,6 +69,8 @@ GONE_CODE = f"{CLEAR}NOT_FOUND"
 GONE_MESSAGE = f"{LINK} {TITLE}gone\u2066"
 GONE_TRACE = "@SUM(A1)"
 DAILY_ORG = f"{LINK}{CLEAR}"
+BAD_ID_ORG = "org_bad_id"  # its listing holds IDs that cannot be put in a URL
+BAD_IDS = [f"ak_{TITLE}", "ak/../x"]
 
 
 def _number(text: str) -> str:
@@ -111,9 +113,12 @@ class HostileServer:
 
     async def listing(self, request: web.Request) -> web.Response:
         org = request.match_info["org"]
-        if org != ORG:
+        if org == ORG:
+            ids = [*self.keys, GONE]
+        elif org == BAD_ID_ORG:
+            ids = ["ak_clear", *BAD_IDS]
+        else:
             return _envelope(403, "ACCESS_DENIED", f"{TITLE}no{CLEAR} access to {BIDI}{org}", TITLE)
-        ids = [*self.keys, GONE]
         keys: list[dict[str, Any]] = [
             {"id": key_id, "organization_id": ORG, "key_name": key_id, "key_prefix": None,
              "is_active": True, "is_paused": False, "created_by": None, "created_at": None,
@@ -269,6 +274,28 @@ async def test_daily_table_shows_the_organization_escaped(server: HostileServer)
     assert_nothing_raw(result.stdout)
     assert_nothing_raw(result.stderr)
     assert f"{LINK}\\x1b[2J" in result.stdout.splitlines()[0]
+
+
+async def test_a_listed_id_that_cannot_be_used_is_reported_not_fatal(server: HostileServer) -> None:
+    args = ["report", "--org", BAD_ID_ORG, "--from", MONTH, "--to", MONTH]
+    table = await run_cli(server, *args)
+
+    assert table.returncode == 1, table.stderr
+    assert_nothing_raw(table.stdout)
+    assert_nothing_raw(table.stderr)
+    assert "TOTAL (3 keys)" in table.stdout
+    assert "1/3" in table.stdout  # ak_clear's one month
+    error_lines = [line for line in table.stdout.splitlines() if "ResponseValidationError" in line]
+    assert [line.split()[0] for line in error_lines] == ["ak_\\x1b]0;pwned\\x07", "ak/../x"]
+    assert "2 months of 2 keys failed" in table.stderr
+
+    jsonl = await run_cli(server, *args, "--format", "jsonl")
+    records = {r["api_key_id"]: r for r in map(json.loads, jsonl.stdout.splitlines())}
+    assert set(records) == {"ak_clear", *BAD_IDS}
+    assert records["ak_clear"]["error"] is None
+    for key_id in BAD_IDS:
+        assert records[key_id]["error"]["class"] == "ResponseValidationError"
+        assert records[key_id]["usage"] is None
 
 
 # -- the spreadsheet -------------------------------------------------------------------------
