@@ -61,6 +61,7 @@ KEYS = [
     Key("ak_tab", "\tcmd", status=LINK),
     Key("ak_over", "Over budget", status="exceeded", cost="112.50", remaining="-12.50"),
     Key("ak_long", "a" * 21 + CLEAR),  # too long for its column: cut before the escape
+    Key("ak_cafe", "caf\u00e9 \u65e5\u672c"),  # printable, but not in every encoding
     Key("ak_nolimit", "-7", status="no_limit", cost="1e3", monthly_limit=None, remaining=None),
 ]
 GONE = "ak_gone"  # listed, but its usage answers 404 with a hostile envelope
@@ -185,20 +186,20 @@ class Result:
     stderr: str
 
 
-def _env(server: HostileServer) -> dict[str, str]:
+def _env(server: HostileServer, encoding: str = "utf-8") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FREDDY_")}
-    env.update(FREDDY_API_KEY=API_KEY, FREDDY_BASE_URL=server.base_url, PYTHONIOENCODING="utf-8")
+    env.update(FREDDY_API_KEY=API_KEY, FREDDY_BASE_URL=server.base_url, PYTHONIOENCODING=encoding)
     return env
 
 
-async def run_cli(server: HostileServer, *args: str) -> Result:
+async def run_cli(server: HostileServer, *args: str, encoding: str = "utf-8") -> Result:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "freddy_async", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=_env(server),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=_env(server, encoding),
     )
     out, err = await asyncio.wait_for(process.communicate(), TIMEOUT)
     assert process.returncode is not None
-    result = Result(process.returncode, out.decode("utf-8"), err.decode("utf-8"))
+    result = Result(process.returncode, out.decode(encoding), err.decode(encoding))
     assert "Traceback" not in result.stderr
     return result
 
@@ -267,6 +268,14 @@ async def test_stderr_shows_server_text_escaped(server: HostileServer) -> None:
     assert "\\x1b]0;pwned\\x07no\\x1b[2J access to \\u202eorg_denied" in denied.stderr
 
 
+@pytest.mark.parametrize("fmt", ["table", "csv"])
+async def test_text_the_output_cannot_encode_is_shown_escaped(server: HostileServer, fmt: str) -> None:
+    result = await run_cli(server, *_report("--keys", "ak_cafe", "--format", fmt), encoding="ascii")
+
+    assert result.returncode == 0, result.stderr
+    assert "caf\\xe9 \\u65e5\\u672c" in result.stdout
+
+
 async def test_daily_table_shows_the_organization_escaped(server: HostileServer) -> None:
     result = await run_cli(server, "daily", "--org", ORG, "--month", MONTH)
 
@@ -314,7 +323,7 @@ async def test_csv_neutralises_formulas_and_keeps_numbers(server: HostileServer)
     assert result.returncode == 1
     rows = {row["api_key_id"]: row for row in csv.DictReader(io.StringIO(result.stdout, newline=""))}
     assert set(rows) == {"ak_clear", "ak_title", "ak_link", "'+1+1", "'@SUM(A1)", "'-2+3", "ak_bidi",
-                         "ak_tab", "ak_over", "ak_long", "ak_nolimit", FLAKY, GONE}
+                         "ak_tab", "ak_over", "ak_long", "ak_cafe", "ak_nolimit", FLAKY, GONE}
     assert rows["ak_link"]["api_key_name"] == "'" + LINK
     assert rows["'+1+1"]["api_key_name"] == "'+1+1"
     assert rows["'@SUM(A1)"]["api_key_name"] == "'@SUM(A1)"
