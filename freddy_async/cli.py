@@ -9,6 +9,12 @@
 Data goes to stdout (or ``--output``); progress and status go to stderr, the progress bar only
 when stderr is a terminal, so ``freddy-usage report ... --format csv | ...`` stays clean.
 
+Text from the server (key names, statuses, error messages) never drives the terminal: its
+control and bidi characters are shown escaped (``\x1b``, ``\u202e``) in tables, on stderr, and
+in csv written to a terminal. A csv text cell that a spreadsheet would run as a formula
+(``=``, ``+``, ``-``, ``@``, tab, CR) starts with ``'``; numbers are written as the API sent them.
+json and jsonl keep the text exactly (JSON escapes control characters itself).
+
 Exit status: 0 everything was fetched; 1 some (key, month) pairs failed (the rest is still
 written) or the API refused the whole batch; 2 a usage error (bad month, missing API key);
 130 interrupted. The API key is read from the environment only, never from the command line,
@@ -452,7 +458,8 @@ def _build_parser() -> _Parser:
         help="usage of every key (or of --keys) over a range of months",
         description="table: one row per key with totals and the worst limit status. csv, jsonl, "
         "json: one record per (key, month) with every field of the answer; a month that could "
-        "not be fetched is a record with an 'error'.",
+        "not be fetched is a record with an 'error'. A csv text cell that a spreadsheet would run "
+        "as a formula is written with a leading '.",
     )
     report.add_argument("--keys", action="append", metavar="ID,ID...",
                         help="only these key IDs (comma-separated, repeatable; default: every key of --org)")
