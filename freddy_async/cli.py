@@ -9,6 +9,12 @@
 Data goes to stdout (or ``--output``); progress and status go to stderr, the progress bar only
 when stderr is a terminal, so ``freddy-usage report ... --format csv | ...`` stays clean.
 
+Text from the server (key names, statuses, error messages) never drives the terminal: its
+control and bidi characters are shown escaped (``\x1b``, ``\u202e``) in tables, on stderr, and
+in csv written to a terminal. A csv text cell that a spreadsheet would run as a formula
+(``=``, ``+``, ``-``, ``@``, tab, CR) starts with ``'``; numbers are written as the API sent them.
+json and jsonl keep the text exactly (JSON escapes control characters itself).
+
 Exit status: 0 everything was fetched; 1 some (key, month) pairs failed (the rest is still
 written) or the API refused the whole batch; 2 a usage error (bad month, missing API key);
 130 interrupted. The API key is read from the environment only, never from the command line,
@@ -34,7 +40,8 @@ from typing import NoReturn
 from ._cli._console import Console, Progress, Redacting, Stats
 from ._cli._output import ReportWriter, chf, plural, report_writer, write_daily
 from ._client import API_KEY_ENV, DEFAULT_BASE_URL, FreddyClient, _check_id
-from ._errors import AuthenticationError, FreddyError, PermissionDeniedError
+from ._errors import AuthenticationError, FreddyError, PermissionDeniedError, ResponseValidationError
+from ._models import KeyUsageReport
 from ._periods import YearMonth
 from ._version import __version__
 
@@ -104,6 +111,15 @@ class _Result:
         self.failed_months = 0
         self.cost = Decimal(0)
         self.requests = 0
+
+    def add(self, report: KeyUsageReport) -> None:
+        """Count one key's report."""
+        self.keys += 1
+        self.cost += report.total_cost
+        self.requests += report.total_requests
+        if report.errors:
+            self.failed_keys += 1
+            self.failed_months += len(report.errors)
 
 
 # -- shared steps ----------------------------------------------------------------------------
@@ -191,6 +207,25 @@ async def _list_key_ids(run: _Run, client: FreddyClient, org_id: str) -> list[st
     return ids
 
 
+def _split_listed(key_ids: list[str], months: Sequence[YearMonth]) -> tuple[list[str], list[KeyUsageReport]]:
+    """The listed IDs a request can be made for, and failed reports of the others.
+
+    One ID that cannot be put in a URL would make the library refuse the whole batch; it is
+    the server's fault, so it fails that key only, as the library does when it lists the keys.
+    """
+    usable: list[str] = []
+    unusable: list[KeyUsageReport] = []
+    for key_id in key_ids:
+        try:
+            _check_id(key_id, "api_key_id")
+        except ValueError as exc:
+            error = ResponseValidationError(f"the key listing holds an unusable ID: {exc}", path="keys[].id")
+            unusable.append(KeyUsageReport(key_id, (), dict.fromkeys(months, error)))
+        else:
+            usable.append(key_id)
+    return usable, unusable
+
+
 async def _report(
     run: _Run, client: FreddyClient, org_id: str, key_ids: list[str] | None,
     months: Sequence[YearMonth], out: Redacting,
@@ -214,16 +249,16 @@ async def _report(
         progress.draw(force=True)
         order = {key: i for i, key in enumerate(key_ids)}
         writer = report_writer(run.args.format, out, org_id, months, order)
+        key_ids, unusable = _split_listed(key_ids, months)
+        for report in unusable:
+            writer.add(report)
+            result.add(report)
+            stats.keys_done += 1
         if key_ids:
             async for report in client.iter_api_key_usage(org_id, key_ids, months=months):
                 writer.add(report)
+                result.add(report)
                 stats.keys_done += 1
-                result.keys += 1
-                result.cost += report.total_cost
-                result.requests += report.total_requests
-                if report.errors:
-                    result.failed_keys += 1
-                    result.failed_months += len(report.errors)
                 progress.draw()
         complete = True
     finally:
@@ -423,7 +458,8 @@ def _build_parser() -> _Parser:
         help="usage of every key (or of --keys) over a range of months",
         description="table: one row per key with totals and the worst limit status. csv, jsonl, "
         "json: one record per (key, month) with every field of the answer; a month that could "
-        "not be fetched is a record with an 'error'.",
+        "not be fetched is a record with an 'error'. A csv text cell that a spreadsheet would run "
+        "as a formula is written with a leading '.",
     )
     report.add_argument("--keys", action="append", metavar="ID,ID...",
                         help="only these key IDs (comma-separated, repeatable; default: every key of --org)")

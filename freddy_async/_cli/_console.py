@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import os
 import shutil
 import time
 from typing import TYPE_CHECKING, TextIO
+
+from ._safe import for_terminal
 
 if TYPE_CHECKING:
     from .._client import FreddyClient
@@ -20,12 +23,16 @@ class Redacting:
     """A text stream that never lets a secret through.
 
     Every stream of one run shares the same ``secrets`` list, so a secret learnt late (the demo
-    server's key) is hidden everywhere from then on.
+    server's key) is hidden everywhere from then on. A character the stream's encoding lacks
+    (a key name in Japanese, written to an ASCII stdout) is written as ``\\u65e5``, not raised.
     """
 
     def __init__(self, stream: TextIO, secrets: list[str]) -> None:
         self.stream = stream
         self.secrets = secrets
+        codec = codecs.lookup(getattr(stream, "encoding", None) or "utf-8").name
+        # Only an encoding that lacks characters pays for the round trip.
+        self._narrow = None if codec.startswith("utf") else codec
 
     def redact(self, text: str) -> str:
         for secret in self.secrets:
@@ -33,7 +40,10 @@ class Redacting:
         return text
 
     def write(self, text: str) -> int:
-        return self.stream.write(self.redact(text))
+        text = self.redact(text)
+        if self._narrow is not None:
+            text = text.encode(self._narrow, "backslashreplace").decode(self._narrow)
+        return self.stream.write(text)
 
     def flush(self) -> None:
         self.stream.flush()
@@ -81,9 +91,12 @@ class Console:
             self.say(text)
 
     def say(self, text: str) -> None:
-        """Write one line whatever ``--quiet`` says (errors, the demo's result)."""
+        """Write one line whatever ``--quiet`` says (errors, the demo's result).
+
+        Control characters in ``text`` (it may quote the server) are shown escaped.
+        """
         self.clear_line()
-        self.err.write(f"{text}\n")
+        self.err.write(f"{for_terminal(text)}\n")
         self.err.flush()
 
 

@@ -21,6 +21,7 @@ from .._errors import APIStatusError, FreddyError, ResponseValidationError
 from .._models import ApiKeyDailyUsage, ApiKeyUsage, DailyUsage, KeyUsageReport
 from .._periods import YearMonth
 from ._console import Redacting
+from ._safe import for_spreadsheet, for_terminal
 
 __all__ = [
     "USAGE_COLUMNS",
@@ -70,10 +71,15 @@ def json_text(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-def csv_text(value: Any) -> str:
+def csv_text(value: Any, *, terminal: bool = False) -> str:
+    """A csv cell: numbers with their own digits; text neutralised if a spreadsheet would run it,
+    and its control characters escaped too when the csv goes to a ``terminal``."""
     value = plain(value)
     if value is None:
         return ""
+    if isinstance(value, str):
+        text = for_spreadsheet(value)
+        return for_terminal(text) if terminal else text
     if isinstance(value, float):
         return repr(value)
     return str(value)
@@ -188,7 +194,8 @@ def key_records(
 
 def render(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
     """Lay out a table: columns padded to fit, ``right`` ones right-aligned; an empty row is
-    drawn as a rule."""
+    drawn as a rule. Control characters in a cell are shown escaped, and measured so."""
+    rows = [[for_terminal(cell) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         for i, cell in enumerate(row):
@@ -241,13 +248,16 @@ class _CsvReport:
         self._out = out
         self._org_id = org_id
         self._months = months
+        self._terminal = out.isatty()
         self._writer = csv.DictWriter(out, fieldnames=USAGE_COLUMNS, lineterminator="\n")
         self._writer.writeheader()
 
     def add(self, report: KeyUsageReport) -> None:
         for record in key_records(self._org_id, report, self._months):
             flat = _flatten(record)
-            self._writer.writerow({column: csv_text(flat.get(column)) for column in USAGE_COLUMNS})
+            self._writer.writerow(
+                {column: csv_text(flat.get(column), terminal=self._terminal) for column in USAGE_COLUMNS}
+            )
         self._out.flush()
 
     def finish(self, *, complete: bool) -> None:
@@ -312,7 +322,10 @@ class _TableReport:
         reports = sorted(self._reports, key=lambda r: (self._order.get(r.api_key_id, last), r.api_key_id))
         n_months = len(self._months)
         period = str(self._months[0]) if n_months == 1 else f"{self._months[0]}..{self._months[-1]}"
-        title = f"API key usage of {self._org_id}, {period} ({plural(n_months, 'month')}), cost in CHF"
+        title = (
+            f"API key usage of {for_terminal(self._org_id)}, {period} ({plural(n_months, 'month')}), "
+            "cost in CHF"
+        )
         rows: list[list[str]] = []
         cost = Decimal(0)
         requests = months_ok = 0
@@ -321,9 +334,7 @@ class _TableReport:
         for report in reports:
             key_synapses = math.fsum(u.usage.total_synapses for u in report.usage)
             key_neurons = math.fsum(u.usage.total_neurons for u in report.usage)
-            name = report.usage[-1].api_key_name if report.usage else ""
-            if len(name) > _NAME_WIDTH:
-                name = name[: _NAME_WIDTH - 1] + "~"
+            name = _clip(report.usage[-1].api_key_name, _NAME_WIDTH) if report.usage else ""
             if report.usage:
                 figures = [
                     f"{report.total_requests:,}", chf(report.total_cost), _count(key_synapses),
@@ -349,6 +360,23 @@ class _TableReport:
         lines = [title, "", *render(headers, rows, right={2, 3, 4, 5, 6}), *_error_lines(reports)]
         self._out.write("\n".join(lines) + "\n")
         self._out.flush()
+
+
+def _clip(text: str, width: int) -> str:
+    """``text`` shown on a terminal in at most ``width`` columns, cut with ``~``, never inside an
+    escape such as ``\\x1b``."""
+    shown = for_terminal(text)
+    if len(shown) <= width:
+        return shown
+    kept: list[str] = []
+    room = width - 1
+    for char in text:
+        piece = for_terminal(char)
+        if len(piece) > room:
+            break
+        kept.append(piece)
+        room -= len(piece)
+    return "".join(kept) + "~"
 
 
 def _error_lines(reports: Sequence[KeyUsageReport]) -> list[str]:
@@ -397,8 +425,11 @@ def write_daily(daily: ApiKeyDailyUsage, fmt: str, out: Redacting) -> None:
     if fmt == "csv":
         writer = csv.DictWriter(out, fieldnames=_DAILY_COLUMNS, lineterminator="\n")
         writer.writeheader()
+        terminal = out.isatty()
         for record in records:
-            writer.writerow({column: csv_text(record.get(column)) for column in _DAILY_COLUMNS})
+            writer.writerow(
+                {column: csv_text(record.get(column), terminal=terminal) for column in _DAILY_COLUMNS}
+            )
     elif fmt == "jsonl":
         for record in records:
             out.write(json_text(record) + "\n")
@@ -446,7 +477,8 @@ def _daily_table(daily: ApiKeyDailyUsage, *, unicode: bool) -> list[str]:
         _count(summary.total_synapses), _count(summary.total_neurons), "",
     ])
     title = (
-        f"Daily API-key usage of {daily.organization_id}, {YearMonth(period.year, period.month)} "
+        f"Daily API-key usage of {for_terminal(daily.organization_id)}, "
+        f"{YearMonth(period.year, period.month)} "
         f"({period.days_with_api_usage} of {plural(period.days_in_month, 'day')} with usage), cost in CHF"
     )
     headers = ["DATE", "REQUESTS", "COST", "SYNAPSES", "NEURONS", "COST PER DAY"]
