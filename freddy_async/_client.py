@@ -526,17 +526,31 @@ class FreddyClient:
         path = f"/v1/organizations/{_segment(org_id)}/api-keys"
         page = 1
         seen: set[str] = set()
+        total: int | None = None
         while True:
             data = await self._get(org_id, path, f"page={page}&page_size={page_size}")
-            result = structure_key_page(data, page, page_size)
+            result = structure_key_page(data)
             new = [key for key in result.keys if key.id not in seen]
             for key in new:
                 seen.add(key.id)
                 yield key
-            # A page with nothing new means the server ignores `page`: its counts cannot be trusted.
-            if not result.has_more or not new:
+            # The counts come from what was served and from the totals, never from page_size:
+            # a server may serve fewer keys a page than asked, or ignore the size altogether.
+            total = result.total
+            if total is not None and len(seen) >= total:
                 return
+            if total is None and result.total_pages is not None and page >= result.total_pages:
+                return
+            # An empty page, or one with nothing new (a server that ignores `page`), ends the walk.
+            if not new:
+                break
             page += 1
+        if total is not None:
+            raise ResponseValidationError(
+                f"the key listing ended at {len(seen)} of {total} keys: the server stopped "
+                f"serving new keys at page {page}",
+                path="total",
+            )
 
     def iter_api_key_usage(
         self,

@@ -1,0 +1,191 @@
+"""Nothing lost at the edges (issue 12): misbehaving servers on loopback, and lifecycle misuse.
+
+Each test serves exactly the misbehaviour it names from a tiny aiohttp server on 127.0.0.1 (or,
+where two event loops are involved, a threaded one), and pins what the caller must get: every
+result, or an error that says what went wrong; never a silently shorter answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+from seeds import seed_usage
+
+from freddy_async import FreddyClient, ResponseValidationError
+
+ORG = "org_1"
+API_KEY = "test-key-123456"
+KEYS_PATH = f"/v1/organizations/{ORG}/api-keys"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class TinyServer:
+    """An aiohttp server on 127.0.0.1 answering every GET with ``handler``; keeps each path+query."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.requests: list[str] = []
+        self.base_url = ""
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append(request.path_qs)
+        return await self.handler(request)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[TinyServer]:
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", self._handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        self.base_url = f"http://127.0.0.1:{port}"
+        try:
+            yield self
+        finally:
+            await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def serve(handler: Handler, **options: Any) -> AsyncIterator[tuple[TinyServer, FreddyClient]]:
+    async with (
+        TinyServer(handler).running() as server,
+        FreddyClient(API_KEY, base_url=server.base_url, **options) as client,
+    ):
+        yield server, client
+
+
+def key_json(key_id: str) -> dict[str, Any]:
+    """One key of the listing (API.md §3)."""
+    return {"id": key_id, "organization_id": ORG, "key_name": key_id, "key_prefix": "ak_",
+            "is_active": True, "is_paused": False, "created_by": "u_1",
+            "created_at": "2025-01-01T00:00:00Z", "usage_limit_chf": None, "scopes": ["read"]}
+
+
+def key_ids(count: int) -> list[str]:
+    return [f"apikey_{i:03d}" for i in range(count)]
+
+
+def listing_body(shape: str, keys: list[str], *, total: int, page: int, size: int) -> dict[str, Any]:
+    items = [key_json(k) for k in keys]
+    if shape == "keys":
+        return {"keys": items, "total": total, "page": page, "page_size": size}
+    pages = -(-total // size) if size else 0
+    return {"api_keys": items,
+            "pagination": {"page": page, "page_size": size, "total_count": total, "total_pages": pages}}
+
+
+def lister(
+    shape: str, keys: list[str], *, cap: int | None = None, fixed_size: int | None = None,
+    total: int | None = None, ignore_page: bool = False,
+) -> Handler:
+    """A key listing that serves ``keys`` in pages, misbehaving as told:
+
+    ``cap``: at most this many keys a page, whatever was asked; ``fixed_size``: this many a page,
+    ``page_size`` ignored; ``total``: the total it claims; ``ignore_page``: always the first page.
+    """
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        assert request.path == KEYS_PATH
+        page = 1 if ignore_page else int(request.query["page"])
+        size = int(request.query["page_size"])
+        if fixed_size is not None:
+            size = fixed_size
+        if cap is not None:
+            size = min(size, cap)
+        served = keys[(page - 1) * size : page * size]
+        claimed = len(keys) if total is None else total
+        return web.json_response(listing_body(shape, served, total=claimed, page=page, size=size))
+
+    return handle
+
+
+async def listed(client: FreddyClient, page_size: int = 100) -> list[str]:
+    return [k.id async for k in client.list_api_keys(ORG, page_size=page_size)]
+
+
+# -- 1. the key listing: every key, or an error naming how many are missing ----------------------
+
+
+@pytest.mark.parametrize("shape", ["keys", "api_keys"])
+async def test_listing_pages_capped_below_the_size_asked_yields_every_key(shape: str) -> None:
+    keys = key_ids(120)
+    async with serve(lister(shape, keys, cap=50)) as (server, client):
+        assert await listed(client, page_size=100) == keys
+    assert len(server.requests) == 3
+
+
+@pytest.mark.parametrize("shape", ["keys", "api_keys"])
+async def test_listing_that_ignores_page_size_yields_every_key(shape: str) -> None:
+    keys = key_ids(57)
+    async with serve(lister(shape, keys, fixed_size=20)) as (server, client):
+        assert await listed(client, page_size=100) == keys
+    assert len(server.requests) == 3
+
+
+@pytest.mark.parametrize("shape", ["keys", "api_keys"])
+async def test_listing_that_ends_short_of_its_total_is_an_error(shape: str) -> None:
+    keys = key_ids(60)
+    async with serve(lister(shape, keys, total=80)) as (_server, client):
+        got: list[str] = []
+
+        async def walk() -> None:
+            async for key in client.list_api_keys(ORG, page_size=20):
+                got.append(key.id)
+
+        with pytest.raises(ResponseValidationError, match="ended at 60 of 80 keys"):
+            await walk()
+    assert got == keys  # what was served was handed over before the error
+
+
+@pytest.mark.parametrize("shape", ["keys", "api_keys"])
+async def test_listing_whose_pages_repeat_is_an_error_before_its_total(shape: str) -> None:
+    keys = key_ids(57)
+    async with serve(lister(shape, keys, ignore_page=True)) as (server, client):
+        with pytest.raises(ResponseValidationError, match="ended at 20 of 57 keys"):
+            await listed(client, page_size=20)
+    assert len(server.requests) == 2  # the repeated page ends the walk: no endless loop
+
+
+async def test_listing_that_repeats_a_page_after_its_total_stops_quietly() -> None:
+    # A server without `page` support that holds every key on one page: nothing is missing.
+    keys = key_ids(15)
+    async with serve(lister("keys", keys, ignore_page=True)) as (server, client):
+        assert await listed(client, page_size=20) == keys
+    assert len(server.requests) == 1
+
+
+async def test_batch_over_a_short_listing_fails_instead_of_skipping_keys() -> None:
+    keys = key_ids(60)
+    listing = lister("keys", keys, total=80)
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if request.path == KEYS_PATH:
+            return await listing(request)
+        key = request.path.rsplit("/", 1)[1]
+        return web.json_response({**seed_usage(ORG, key), "month": 1, "year": 2025})
+
+    async with serve(handle) as (_server, client):
+        with pytest.raises(ResponseValidationError, match="ended at 60 of 80 keys"):
+            async for _ in client.iter_api_key_usage(ORG, months=["2025-01"]):
+                pass
+
+
+async def test_listing_without_any_total_walks_to_an_empty_page() -> None:
+    keys = key_ids(30)
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        page, size = int(request.query["page"]), min(int(request.query["page_size"]), 10)
+        served = keys[(page - 1) * size : page * size]
+        return web.json_response({"keys": [key_json(k) for k in served]})
+
+    async with serve(handle) as (server, client):
+        assert await listed(client, page_size=100) == keys
+    assert len(server.requests) == 4
+
