@@ -30,12 +30,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from ._errors import (
-    AuthenticationError,
-    FreddyError,
-    PermissionDeniedError,
-    ResponseValidationError,
-)
+from ._errors import FreddyError, ResponseValidationError
 from ._models import ApiKeyUsage, KeyUsageReport
 from ._periods import YearMonth
 
@@ -45,9 +40,12 @@ T = TypeVar("T")
 Item = TypeVar("Item")
 
 UsageFetch = Callable[[str, YearMonth], Awaitable[ApiKeyUsage]]
+EndsBatch = Callable[[FreddyError, str], bool]
+"""Told an error and the key it came for: True when it ends the whole batch."""
 
-# These fail every request of the batch alike; recording them per job would only hide that.
-_BATCH_FATAL = (AuthenticationError, PermissionDeniedError)
+
+def _nothing_ends_it(error: FreddyError, key: str) -> bool:
+    return False
 
 
 @attrs.define
@@ -161,8 +159,13 @@ async def iter_usage(
     months: Sequence[YearMonth],
     *,
     concurrency: int,
+    ends_batch: EndsBatch = _nothing_ends_it,
 ) -> AsyncIterator[KeyUsageReport]:
-    """Yield one :class:`KeyUsageReport` per distinct key, in completion order."""
+    """Yield one :class:`KeyUsageReport` per distinct key, in completion order.
+
+    A :class:`FreddyError` is recorded in its key's report, unless ``ends_batch`` says it ends
+    the batch: then it is raised to the caller and every job is cancelled.
+    """
     loop = asyncio.get_running_loop()
     # Workers file each job's outcome under its key themselves and hand over whole reports, so
     # the caller's task wakes once per key, not once per request. Bounded: while the caller is
@@ -201,9 +204,9 @@ async def iter_usage(
                     entry = partial[key] = _Partial(n_months)
                 try:
                     usage = await fetch(key, month)
-                except _BATCH_FATAL:
-                    raise
                 except FreddyError as exc:
+                    if ends_batch(exc, key):
+                        raise
                     entry.errors[month] = exc
                 else:
                     entry.file(key, month, usage)
@@ -214,8 +217,9 @@ async def iter_usage(
                     del partial[key]
                     await reports.put(entry.report(key))
         except Exception as exc:
-            # A 401/403, or a bug (in fetch, the caller's key iterable, anywhere here): every
-            # worker stops taking jobs at once, and the caller gets the exception, never a hang.
+            # An error that ends the batch, or a bug (in fetch, the caller's key iterable,
+            # anywhere here): every worker stops taking jobs at once, and the caller gets the
+            # exception, never a hang.
             stopping = True
             await reports.put(_Stop(exc))
         else:

@@ -24,7 +24,9 @@ from ._answers import RateLimitInfo
 from ._convert import parse_json, structure, structure_key_page
 from ._errors import (
     APIStatusError,
+    AuthenticationError,
     FreddyError,
+    PermissionDeniedError,
     RateLimitError,
     ResponseValidationError,
     error_from_response,
@@ -562,8 +564,10 @@ class FreddyClient:
         """Fetch the usage of many keys over many months, concurrently, one report per key.
 
         Reports come in completion order, each as soon as all of its key's months are done.
-        A month that still fails after the retries is recorded in the report's ``errors``;
-        a 401 or 403, which would fail every request alike, ends the iteration instead.
+        A month that still fails after the retries is recorded in the report's ``errors``, a
+        403 that refuses one key (naming it in ``details.api_key_id``) included. A 401, or a 403
+        that refuses the organization (``ORGANIZATION_ACCESS_DENIED``, or naming no key or
+        another key), would fail every request alike: it ends the iteration instead.
         Leaving the loop early cancels what is still in flight.
 
         Args:
@@ -574,7 +578,8 @@ class FreddyClient:
 
         Raises:
             ValueError: a bad argument, before any request.
-            AuthenticationError, PermissionDeniedError: the batch cannot go on.
+            AuthenticationError, PermissionDeniedError: the API key may not read the
+                organization: the batch cannot go on.
         """
         _check_id(org_id, "org_id")
         month_list = unique_months(months)
@@ -605,7 +610,9 @@ class FreddyClient:
             query = f"month={month.month}&year={month.year}"
             return self._get(org_id, prefix + _segment(key_id), query, into=ApiKeyUsage, key_id=key_id)
 
-        return _batch.iter_usage(fetch, keys, month_list, concurrency=self._max_concurrency)
+        return _batch.iter_usage(
+            fetch, keys, month_list, concurrency=self._max_concurrency, ends_batch=_ends_batch
+        )
 
     async def _all_key_ids(self, org_id: str) -> AsyncIterator[str]:
         async for key in self.list_api_keys(org_id):
@@ -627,6 +634,19 @@ class FreddyClient:
             return await self.get_api_key_daily_usage(org_id, year=month.year, month=month.month)
 
         return _batch.iter_in_order(fetch, month_list, concurrency=self._max_concurrency)
+
+
+def _ends_batch(error: FreddyError, key_id: str) -> bool:
+    """Whether ``error``, met fetching ``key_id``, would fail every other request of a batch too."""
+    if isinstance(error, AuthenticationError):
+        return True
+    if not isinstance(error, PermissionDeniedError):
+        return False
+    if error.code == "ORGANIZATION_ACCESS_DENIED":
+        return True
+    named = error.details.get("api_key_id") if isinstance(error.details, dict) else None
+    # A refusal that names the key asked about refuses that key only; any other refuses us.
+    return named != key_id
 
 
 def _month_query(month: int | None, year: int | None) -> str:

@@ -14,8 +14,16 @@ from typing import Any
 import pytest
 from aiohttp import web
 from seeds import seed_usage
+from tasks import client_tasks, settle
 
-from freddy_async import FreddyClient, ResponseValidationError
+from freddy_async import (
+    AuthenticationError,
+    FreddyClient,
+    KeyUsageReport,
+    PermissionDeniedError,
+    ResponseValidationError,
+)
+from freddy_async.testing import RecordedWait
 
 ORG = "org_1"
 API_KEY = "test-key-123456"
@@ -189,3 +197,79 @@ async def test_listing_without_any_total_walks_to_an_empty_page() -> None:
         assert await listed(client, page_size=100) == keys
     assert len(server.requests) == 4
 
+
+
+# -- 2. a 403 about one key costs that key only ---------------------------------------------------
+
+
+MONTHS = ["2025-01", "2025-02"]
+
+
+def envelope(status: int, code: str, **details: str) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": code.replace("_", " ").lower(),
+                             "type": "authorization_error", "status": status, "trace_id": "t-1"}
+    if details:
+        error["details"] = details
+    return {"success": False, "error": error}
+
+
+def usage_server(refuse: Callable[[str], web.StreamResponse | None] = lambda key: None) -> Handler:
+    """Usage of any key in any month as asked, unless ``refuse(key)`` gives another answer."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        key = request.path.rsplit("/", 1)[1]
+        refused = refuse(key)
+        if refused is not None:
+            return refused
+        month, year = int(request.query["month"]), int(request.query["year"])
+        return web.json_response({**seed_usage(ORG, key), "month": month, "year": year})
+
+    return handle
+
+
+async def reports_of(client: FreddyClient, keys: list[str] | None) -> dict[str, KeyUsageReport]:
+    return {r.api_key_id: r async for r in client.iter_api_key_usage(ORG, keys, months=MONTHS)}
+
+
+@pytest.mark.parametrize("code", ["ACCESS_DENIED", "INSUFFICIENT_PERMISSIONS"])
+async def test_a_403_naming_one_key_costs_that_key_only(code: str, waits: list[RecordedWait]) -> None:
+    keys = key_ids(6)
+    denied = keys[2]
+
+    def refuse(key: str) -> web.StreamResponse | None:
+        if key == denied:
+            return web.json_response(envelope(403, code, api_key_id=key), status=403)
+        return None
+
+    async with serve(usage_server(refuse), max_concurrency=2) as (_server, client):
+        reports = await reports_of(client, keys)
+    assert sorted(reports) == keys
+    refused = reports.pop(denied)
+    assert refused.usage == () and sorted(map(str, refused.errors)) == MONTHS
+    assert all(isinstance(e, PermissionDeniedError) and e.code == code for e in refused.errors.values())
+    assert all(r.ok and len(r.usage) == 2 for r in reports.values())
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(envelope(403, "ORGANIZATION_ACCESS_DENIED", api_key_id="apikey_002"), id="org-denied"),
+        pytest.param(envelope(403, "ACCESS_DENIED"), id="403-naming-no-key"),
+        pytest.param(envelope(403, "ACCESS_DENIED", api_key_id="apikey_other"), id="403-naming-another-key"),
+        pytest.param(envelope(401, "INVALID_API_KEY"), id="401"),
+    ],
+)
+async def test_a_refusal_of_the_whole_organization_ends_the_batch(
+    answer: dict[str, Any], waits: list[RecordedWait]
+) -> None:
+    keys = key_ids(6)
+    status = answer["error"]["status"]
+
+    def refuse(key: str) -> web.StreamResponse | None:
+        return web.json_response(answer, status=status) if key == keys[2] else None
+
+    async with serve(usage_server(refuse), max_concurrency=2) as (_server, client):
+        with pytest.raises(AuthenticationError if status == 401 else PermissionDeniedError):
+            await reports_of(client, keys)
+        await settle()
+        assert client_tasks() == []
