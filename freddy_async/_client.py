@@ -49,8 +49,9 @@ USER_AGENT = f"freddy-async/{__version__}"
 _MAX_ID_LENGTH = 256
 # A shorter "key" (a test's "k") would be found inside ordinary words.
 _MIN_REDACTED = 6
-# Path-unsafe or invisible characters: '/', '?', '#', '\', any whitespace or control character.
-_BAD_ID_CHARS = re.compile(r"[/?#\\\s\x00-\x1f\x7f-\x9f]")
+# Path-unsafe or invisible characters: '/', '?', '#', '\', any whitespace or control character,
+# and lone surrogates (a JSON body may hold "\ud800"), which no URL can encode.
+_BAD_ID_CHARS = re.compile(r"[/?#\\\s\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 logger = logging.getLogger("freddy_async")

@@ -273,3 +273,49 @@ async def test_a_refusal_of_the_whole_organization_ends_the_batch(
             await reports_of(client, keys)
         await settle()
         assert client_tasks() == []
+
+
+# -- 3. a lone surrogate in an ID --------------------------------------------------------------
+
+
+SURROGATE_KEY = "apikey_\ud800"
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda c: c.get_api_key_usage(ORG, SURROGATE_KEY, month=1, year=2025), id="usage-key"),
+        pytest.param(lambda c: c.get_api_key_usage("org_\udfff", "apikey_1"), id="usage-org"),
+        pytest.param(lambda c: c.get_api_key_daily_usage("org_\ud800"), id="daily-org"),
+        pytest.param(lambda c: anext(c.list_api_keys("org_\ud800")), id="list-org"),
+        pytest.param(lambda c: anext(c.iter_api_key_usage(ORG, ["apikey_1", SURROGATE_KEY], months=MONTHS)),
+                     id="batch-key"),
+        pytest.param(lambda c: anext(c.iter_daily_usage("org_\ud800", months=MONTHS)), id="daily-batch-org"),
+    ],
+)
+async def test_a_given_id_with_a_lone_surrogate_is_refused_before_any_request(
+    call: Callable[[FreddyClient], Awaitable[Any]],
+) -> None:
+    async with serve(usage_server()) as (server, client):
+        with pytest.raises(ValueError, match="cannot be in an ID"):
+            await call(client)
+    assert server.requests == []
+
+
+async def test_a_listed_id_with_a_lone_surrogate_costs_that_key_only(waits: list[RecordedWait]) -> None:
+    keys = [*key_ids(2), SURROGATE_KEY, *key_ids(5)[2:]]
+    listing = lister("keys", keys)
+    usage = usage_server()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await (listing if request.path == KEYS_PATH else usage)(request)
+
+    async with serve(handle) as (server, client):
+        reports = await reports_of(client, None)
+    assert sorted(reports) == sorted(keys)
+    bad = reports.pop(SURROGATE_KEY)
+    assert bad.usage == () and sorted(map(str, bad.errors)) == MONTHS
+    assert all(isinstance(e, ResponseValidationError) for e in bad.errors.values())
+    assert "unusable ID" in str(next(iter(bad.errors.values())))
+    assert all(r.ok and len(r.usage) == 2 for r in reports.values())
+    assert len(server.requests) == 1 + 5 * 2  # the listing, and the usable keys' months only
