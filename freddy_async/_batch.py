@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from ._errors import FreddyError, ResponseValidationError
+from ._errors import FreddyError
 from ._models import ApiKeyUsage, KeyUsageReport
 from ._periods import YearMonth
 
@@ -55,19 +55,6 @@ class _Partial:
     waiting: int
     usage: list[ApiKeyUsage] = attrs.Factory(list)
     errors: dict[YearMonth, FreddyError] = attrs.Factory(dict)
-
-    def file(self, key: str, month: YearMonth, usage: ApiKeyUsage) -> None:
-        """Keep ``usage`` if it answers what was asked, else record why not."""
-        if (usage.year, usage.month) != (month.year, month.month):
-            self.errors[month] = ResponseValidationError(
-                f"asked for {month} of {key}, the server answered {usage.period}", path="month"
-            )
-        elif usage.api_key_id != key:
-            self.errors[month] = ResponseValidationError(
-                f"asked for {key}, the server answered about {usage.api_key_id}", path="apiKeyId"
-            )
-        else:
-            self.usage.append(usage)
 
     def report(self, key_id: str) -> KeyUsageReport:
         self.usage.sort(key=lambda u: (u.year, u.month))
@@ -209,7 +196,7 @@ async def iter_usage(
                         raise
                     entry.errors[month] = exc
                 else:
-                    entry.file(key, month, usage)
+                    entry.usage.append(usage)
                 if len(workers) < concurrency:
                     start_worker()
                 entry.waiting -= 1

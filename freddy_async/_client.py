@@ -486,9 +486,19 @@ class FreddyClient:
         """
         _check_id(org_id, "org_id")
         _check_id(api_key_id, "api_key_id")
+        return await self._fetch_usage(org_id, api_key_id, month, year)
+
+    async def _fetch_usage(
+        self, org_id: str, key_id: str, month: int | None, year: int | None
+    ) -> ApiKeyUsage:
+        """GET one key's usage, and make sure the answer is about the key and month asked.
+
+        The one path of :meth:`get_api_key_usage` and of every job of a batch alike.
+        """
         query = _month_query(month, year)
-        path = _usage_prefix(org_id) + _segment(api_key_id)
-        usage: ApiKeyUsage = await self._get(org_id, path, query, into=ApiKeyUsage, key_id=api_key_id)
+        path = _usage_prefix(org_id) + _segment(key_id)
+        usage: ApiKeyUsage = await self._get(org_id, path, query, into=ApiKeyUsage, key_id=key_id)
+        _check_usage_answers(usage, key_id, month, year)
         return usage
 
     async def get_api_key_daily_usage(
@@ -594,8 +604,6 @@ class FreddyClient:
                 raise ValueError(f"api_key_ids must be a list of IDs, not {type(api_key_ids).__name__}")
             keys = [_check_id(key, "api_key_id") for key in api_key_ids]
 
-        prefix = _usage_prefix(org_id)
-
         # A plain function returning the request's coroutine: no frame of its own to resume.
         def fetch(key_id: str, month: YearMonth) -> Awaitable[ApiKeyUsage]:
             if api_key_ids is None:
@@ -606,10 +614,7 @@ class FreddyClient:
                     raise ResponseValidationError(
                         f"the key listing holds an unusable ID: {exc}", path="keys[].id"
                     ) from None
-            # What get_api_key_usage does, minus its checks: the org and months were checked
-            # once above, and the key's ID up front or just now.
-            query = f"month={month.month}&year={month.year}"
-            return self._get(org_id, prefix + _segment(key_id), query, into=ApiKeyUsage, key_id=key_id)
+            return self._fetch_usage(org_id, key_id, month.month, month.year)
 
         return _batch.iter_usage(
             fetch, keys, month_list, concurrency=self._max_concurrency, ends_batch=_ends_batch
@@ -635,6 +640,22 @@ class FreddyClient:
             return await self.get_api_key_daily_usage(org_id, year=month.year, month=month.month)
 
         return _batch.iter_in_order(fetch, month_list, concurrency=self._max_concurrency)
+
+
+def _check_usage_answers(usage: ApiKeyUsage, key_id: str, month: int | None, year: int | None) -> None:
+    """Raise ``ResponseValidationError`` unless ``usage`` is about ``key_id`` in the month asked."""
+    if (month is not None and usage.month != month) or (year is not None and usage.year != year):
+        if month is not None and year is not None:
+            asked = str(YearMonth(year, month))
+        else:
+            asked = f"month {month}" if month is not None else f"year {year}"
+        raise ResponseValidationError(
+            f"asked for {asked} of {key_id}, the server answered {usage.period}", path="month"
+        )
+    if usage.api_key_id != key_id:
+        raise ResponseValidationError(
+            f"asked for {key_id}, the server answered about {usage.api_key_id}", path="apiKeyId"
+        )
 
 
 def _ends_batch(error: FreddyError, key_id: str) -> bool:

@@ -22,6 +22,7 @@ from freddy_async import (
     KeyUsageReport,
     PermissionDeniedError,
     ResponseValidationError,
+    YearMonth,
 )
 from freddy_async.testing import RecordedWait
 
@@ -319,3 +320,62 @@ async def test_a_listed_id_with_a_lone_surrogate_costs_that_key_only(waits: list
     assert "unusable ID" in str(next(iter(bad.errors.values())))
     assert all(r.ok and len(r.usage) == 2 for r in reports.values())
     assert len(server.requests) == 1 + 5 * 2  # the listing, and the usable keys' months only
+
+
+# -- 5. an answer about another month or key is refused on every path -------------------------------
+
+
+def answering(**override: Any) -> Handler:
+    """Usage for any request, with ``override`` put over what was asked (a month, a key...)."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        key = request.path.rsplit("/", 1)[1]
+        asked = {"month": int(request.query["month"]), "year": int(request.query["year"])}
+        return web.json_response({**seed_usage(ORG, key), **asked, **override})
+
+    return handle
+
+
+WRONG_ANSWERS = [
+    pytest.param({"month": 11}, "month", "asked for 2025-10 of apikey_1, the server answered 2025-11",
+                 id="another-month"),
+    pytest.param({"year": 2024}, "month", "asked for 2025-10 of apikey_1, the server answered 2024-10",
+                 id="another-year"),
+    pytest.param({"apiKeyId": "apikey_9"}, "apiKeyId",
+                 "asked for apikey_1, the server answered about apikey_9", id="another-key"),
+]
+
+
+@pytest.mark.parametrize(("override", "path", "message"), WRONG_ANSWERS)
+async def test_get_api_key_usage_refuses_an_answer_about_something_else(
+    override: dict[str, Any], path: str, message: str
+) -> None:
+    async with serve(answering(**override)) as (_server, client):
+        with pytest.raises(ResponseValidationError) as caught:
+            await client.get_api_key_usage(ORG, "apikey_1", month=10, year=2025)
+    assert caught.value.path == path and message in str(caught.value)
+
+
+@pytest.mark.parametrize(("override", "path", "message"), WRONG_ANSWERS)
+async def test_the_batch_refuses_an_answer_about_something_else_alike(
+    override: dict[str, Any], path: str, message: str, waits: list[RecordedWait]
+) -> None:
+    async with serve(answering(**override)) as (_server, client):
+        [report] = [r async for r in client.iter_api_key_usage(ORG, ["apikey_1"], months=["2025-10"])]
+    [error] = report.errors.values()
+    assert isinstance(error, ResponseValidationError)
+    assert error.path == path and message in str(error)
+
+
+async def test_get_api_key_usage_checks_only_what_was_asked() -> None:
+    # Without month or year the server picks the current one: any answer fits what was not asked.
+    async def november_2025(request: web.Request) -> web.StreamResponse:
+        return web.json_response(seed_usage(ORG, request.path.rsplit("/", 1)[1]))
+
+    async with serve(november_2025) as (_server, client):
+        usages = [
+            await client.get_api_key_usage(ORG, "apikey_1"),
+            await client.get_api_key_usage(ORG, "apikey_1", month=11),
+            await client.get_api_key_usage(ORG, "apikey_1", year=2025),
+        ]
+    assert {u.period for u in usages} == {YearMonth(2025, 11)}
