@@ -10,7 +10,7 @@ import logging
 import os
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -55,6 +55,41 @@ _BAD_ID_CHARS = re.compile(r"[/?#\\\s\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 logger = logging.getLogger("freddy_async")
+
+_CLOSED = "this FreddyClient is closed"
+_LENT_CLOSED = (
+    "the aiohttp.ClientSession lent to this FreddyClient is closed: close it only after the client"
+)
+_OTHER_LOOP = (
+    "this FreddyClient is bound to another event loop (used in one asyncio.run, then in another): "
+    "create one client per event loop"
+)
+
+
+def _closing_with_loop(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+    """Return an async generator, already started, that closes ``session`` when closed.
+
+    Started inside the running loop, it is one of the loop's async generators, which
+    ``asyncio.run`` (and every loop runner) closes before closing the loop: a client never
+    closed, or reused in another ``asyncio.run``, leaves no socket open behind its first loop.
+    Unlike a task, it costs nothing while it waits.
+    """
+
+    async def guard() -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            await session.close()
+
+    generator = guard()
+    # Run it to its `yield` without an await (the caller is synchronous): the first asend()
+    # registers it with the running loop; reaching the yield ends the step with StopIteration.
+    step = generator.asend(None)
+    try:
+        step.send(None)
+    except StopIteration:
+        return generator
+    raise AssertionError("the session guard stopped before its yield")  # pragma: no cover
 
 
 def _check_id(value: Any, name: str) -> str:
@@ -188,8 +223,10 @@ class ClientStats:
 class FreddyClient:
     """An asyncio client for the Freddy analytics API.
 
-    One client holds one ``aiohttp.ClientSession`` and may be shared by any number of tasks.
-    Use it as ``async with FreddyClient() as client:`` or call :meth:`aclose` when done.
+    One client holds one ``aiohttp.ClientSession`` and may be shared by any number of tasks of
+    one event loop: the loop it is first used in (one ``asyncio.run``); used in another, it raises
+    ``RuntimeError``. Use it as ``async with FreddyClient() as client:`` or call :meth:`aclose`
+    when done; a session it made is closed with its loop at the latest.
 
     Args:
         api_key: the API key; read from the ``FREDDY_API_KEY`` environment variable when omitted.
@@ -266,6 +303,8 @@ class FreddyClient:
         # A borrowed session gets the headers with each request; see _ensure_session.
         self._request_headers: dict[str, str] | None = self._headers
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop of the first use
+        self._guard: AsyncGenerator[None, None] | None = None  # closes our session with that loop
         self._sent = 0
         self._retries = 0
         self._throttled = 0
@@ -312,27 +351,48 @@ class FreddyClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the session this client created (a borrowed one is left open). Idempotent."""
+        """Close the session this client created (a borrowed one is left open). Idempotent.
+
+        Requests still in flight, and any later call, fail with ``RuntimeError``.
+        """
         if self._closed:
             return
         self._closed = True
-        session, self._session = self._session, None
-        if self._owns_session and session is not None:
-            await session.close()
+        self._session = None
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            await guard.aclose()  # closes the session we created
 
     def _ensure_session(self) -> aiohttp.ClientSession:
-        if self._closed:
-            raise RuntimeError("this FreddyClient is closed")
-        if self._session is None:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            if self._loop is not None:
+                raise RuntimeError(_OTHER_LOOP)
+            self._loop = loop
+        session = self._session
+        if session is None:
+            if self._closed:
+                raise RuntimeError(_CLOSED)
             # Made on first use, inside the running loop: no await between check and set,
             # so concurrent first calls still share one session. Our own session carries the
             # headers itself, sparing every request a merge of its headers into the defaults.
-            self._session = aiohttp.ClientSession(
+            session = self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_concurrency),
                 headers=self._headers,
             )
             self._request_headers = None
-        return self._session
+            self._guard = _closing_with_loop(session)
+        elif session.closed:
+            raise RuntimeError(_LENT_CLOSED if not self._owns_session else _CLOSED)
+        return session
+
+    def _closed_error(self, session: aiohttp.ClientSession) -> RuntimeError | None:
+        """Why a request on ``session`` cannot be sent (now), if it cannot."""
+        if self._closed:
+            return RuntimeError(_CLOSED)
+        if session.closed:
+            return RuntimeError(_LENT_CLOSED if not self._owns_session else _CLOSED)
+        return None
 
     # -- the request path ----------------------------------------------------------------------
 
@@ -400,6 +460,9 @@ class FreddyClient:
                 call.pacer.unanswered()
                 raise
         try:
+            closed = self._closed_error(call.session)
+            if closed is not None:
+                raise closed
             self._sent += 1
             if call.sends:
                 self._retries += 1
@@ -415,6 +478,13 @@ class FreddyClient:
                 ),
                 path=call.path,
             )
+        except FreddyError:
+            call.pacer.unanswered()
+            # A request cut off by aclose() (or by closing the lent session) fails as that, at once.
+            closed = self._closed_error(call.session)
+            if closed is not None:
+                raise closed from None
+            raise
         except BaseException:
             call.pacer.unanswered()
             raise

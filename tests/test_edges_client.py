@@ -7,14 +7,20 @@ result, or an error that says what went wrong; never a silently shorter answer.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import gc
+import json
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from seeds import seed_usage
-from tasks import client_tasks, settle
+from tasks import client_tasks, settle, turns_until
 
 from freddy_async import (
     AuthenticationError,
@@ -40,6 +46,7 @@ class TinyServer:
         self.handler = handler
         self.requests: list[str] = []
         self.base_url = ""
+        self._runner: web.AppRunner
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(request.path_qs)
@@ -55,10 +62,17 @@ class TinyServer:
         await site.start()
         port = runner.addresses[0][1]
         self.base_url = f"http://127.0.0.1:{port}"
+        self._runner = runner
         try:
             yield self
         finally:
             await runner.cleanup()
+
+    @property
+    def open_connections(self) -> int:
+        """Connections a client holds open to this server right now."""
+        server = self._runner.server
+        return 0 if server is None else len(server.connections)
 
 
 @contextlib.asynccontextmanager
@@ -379,3 +393,151 @@ async def test_get_api_key_usage_checks_only_what_was_asked() -> None:
             await client.get_api_key_usage(ORG, "apikey_1", year=2025),
         ]
     assert {u.period for u in usages} == {YearMonth(2025, 11)}
+
+
+# -- 4. lifecycle misuse: a clear error, and no socket left open ----------------------------------
+
+
+CLOSED = "this FreddyClient is closed"
+LENT_CLOSED = "the aiohttp.ClientSession lent to this FreddyClient is closed"
+OTHER_LOOP = "this FreddyClient is bound to another event loop"
+
+
+@pytest.mark.parametrize("closing", ["client.aclose", "lent-session.close"])
+async def test_closing_under_a_running_batch_says_what_happened(
+    closing: str, waits: list[RecordedWait]
+) -> None:
+    keys = key_ids(8)
+    release = asyncio.Event()
+    answer = usage_server()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if not request.path.endswith(keys[0]):
+            await release.wait()  # every other key's requests are in flight when the close comes
+        return await answer(request)
+
+    lent = closing == "lent-session.close"
+    async with TinyServer(handle).running() as server, aiohttp.ClientSession() as session:
+        client = FreddyClient(API_KEY, base_url=server.base_url, max_concurrency=4,
+                              session=session if lent else None)
+        batch = client.iter_api_key_usage(ORG, keys, months=MONTHS)
+        try:
+            first = await anext(batch)
+            assert first.api_key_id == keys[0] and first.ok
+            await turns_until(lambda: len(server.requests) >= 4)
+            await (session.close() if lent else client.aclose())
+            with pytest.raises(RuntimeError, match=LENT_CLOSED if lent else CLOSED):
+                await anext(batch)
+        finally:
+            release.set()
+            await batch.aclose()  # type: ignore[attr-defined]
+            await client.aclose()
+        await settle()
+        assert client_tasks() == []
+        await turns_until(lambda: server.open_connections == 0, what="every socket closed")
+
+
+async def test_a_lent_session_closed_before_a_call_says_so() -> None:
+    async with TinyServer(usage_server()).running() as server:
+        session = aiohttp.ClientSession()
+        client = FreddyClient(API_KEY, base_url=server.base_url, session=session)
+        await client.get_api_key_usage(ORG, "apikey_1", month=1, year=2025)
+        await session.close()
+        with pytest.raises(RuntimeError, match=LENT_CLOSED):
+            await client.get_api_key_usage(ORG, "apikey_1", month=1, year=2025)
+        with pytest.raises(RuntimeError, match=LENT_CLOSED):
+            await anext(client.iter_api_key_usage(ORG, ["apikey_1"], months=MONTHS))
+        await client.aclose()
+        await turns_until(lambda: server.open_connections == 0, what="every socket closed")
+
+
+async def test_a_closed_client_says_so_on_every_path() -> None:
+    async with TinyServer(usage_server()).running() as server:
+        client = FreddyClient(API_KEY, base_url=server.base_url)
+        await client.get_api_key_usage(ORG, "apikey_1", month=1, year=2025)
+        await client.aclose()
+        with pytest.raises(RuntimeError, match=CLOSED):
+            await client.get_api_key_usage(ORG, "apikey_1", month=1, year=2025)
+        with pytest.raises(RuntimeError, match=CLOSED):
+            await anext(client.iter_api_key_usage(ORG, ["apikey_1"], months=MONTHS))
+        await turns_until(lambda: server.open_connections == 0, what="every socket closed")
+
+
+class ThreadedServer:
+    """A stdlib HTTP/1.1 server in a thread, which outlives event loops; counts open connections."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.opened = 0
+        self.changed = threading.Condition()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                with outer.changed:
+                    outer.open += 1
+                    outer.opened += 1
+                    outer.changed.notify_all()
+
+            def finish(self) -> None:
+                try:
+                    super().finish()
+                finally:
+                    with outer.changed:
+                        outer.open -= 1
+                        outer.changed.notify_all()
+
+            def do_GET(self) -> None:
+                key = self.path.split("?")[0].rsplit("/", 1)[1]
+                body = json.dumps({**seed_usage(ORG, key), "month": 1, "year": 2025}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> ThreadedServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join()
+
+    def until_all_closed(self) -> bool:
+        """Block until no connection is open (a guard against a hang, not a timing check)."""
+        with self.changed:
+            return self.changed.wait_for(lambda: self.open == 0, timeout=30)
+
+
+def test_a_client_reused_in_another_asyncio_run_says_so_and_leaks_no_socket() -> None:
+    with ThreadedServer() as server:
+        client = FreddyClient(API_KEY, base_url=server.base_url)
+
+        async def two_at_once() -> list[Any]:
+            return await asyncio.gather(
+                *(client.get_api_key_usage(ORG, key, month=1, year=2025) for key in key_ids(2))
+            )
+
+        assert len(asyncio.run(two_at_once())) == 2
+        opened = server.opened
+        # The loop of the first asyncio.run is gone: its connections went with it.
+        assert server.until_all_closed()
+        with pytest.raises(RuntimeError, match=OTHER_LOOP):
+            asyncio.run(two_at_once())
+        assert server.opened == opened  # the second run sent nothing
+        asyncio.run(client.aclose())  # closing it is still fine, from any loop
+        gc.collect()  # an unclosed transport would warn now (ResourceWarning: an error here)
+        assert server.until_all_closed()
