@@ -609,7 +609,6 @@ class FreddyClient:
         path = f"/v1/organizations/{_segment(org_id)}/api-keys"
         page = 1
         seen: set[str] = set()
-        total: int | None = None
         while True:
             data = await self._get(org_id, path, f"page={page}&page_size={page_size}")
             result = structure_key_page(data)
@@ -619,10 +618,10 @@ class FreddyClient:
                 yield key
             # The counts come from what was served and from the totals, never from page_size:
             # a server may serve fewer keys a page than asked, or ignore the size altogether.
-            total = result.total
+            total, pages = result.total, result.total_pages
             if total is not None and len(seen) >= total:
                 return
-            if total is None and result.total_pages is not None and page >= result.total_pages:
+            if total is None and pages is not None and page >= pages:
                 return
             # An empty page, or one with nothing new (a server that ignores `page`), ends the walk.
             if not new:
@@ -630,9 +629,14 @@ class FreddyClient:
             page += 1
         if total is not None:
             raise ResponseValidationError(
-                f"the key listing ended at {len(seen)} of {total} keys: the server stopped "
-                f"serving new keys at page {page}",
+                f"the key listing ended at {len(seen)} of {total} keys: page {page} brought no new key",
                 path="total",
+            )
+        if pages is not None:
+            raise ResponseValidationError(
+                f"the key listing ended at page {page} of {pages} ({len(seen)} keys): "
+                "it brought no new key",
+                path="pagination.total_pages",
             )
 
     def iter_api_key_usage(

@@ -184,6 +184,32 @@ async def test_listing_that_repeats_a_page_after_its_total_stops_quietly() -> No
     assert len(server.requests) == 1
 
 
+def pages_only(keys: list[str], *, pages: int, size: int = 10) -> Handler:
+    """The ``api_keys`` shape whose pagination gives ``total_pages`` and no ``total_count``."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        page = int(request.query["page"])
+        served = keys[(page - 1) * size : page * size]
+        return web.json_response({"api_keys": [key_json(k) for k in served],
+                                  "pagination": {"page": page, "page_size": size, "total_pages": pages}})
+
+    return handle
+
+
+async def test_listing_with_total_pages_only_walks_that_many_pages() -> None:
+    keys = key_ids(30)
+    async with serve(pages_only(keys, pages=3)) as (server, client):
+        assert await listed(client) == keys
+    assert len(server.requests) == 3
+
+
+async def test_listing_that_ends_short_of_its_total_pages_is_an_error() -> None:
+    keys = key_ids(30)
+    async with serve(pages_only(keys, pages=5)) as (_server, client):
+        with pytest.raises(ResponseValidationError, match=r"ended at page 4 of 5 \(30 keys\)"):
+            await listed(client)
+
+
 async def test_batch_over_a_short_listing_fails_instead_of_skipping_keys() -> None:
     keys = key_ids(60)
     listing = lister("keys", keys, total=80)
