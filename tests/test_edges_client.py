@@ -407,6 +407,17 @@ async def test_the_batch_refuses_an_answer_about_something_else_alike(
     assert error.path == path and message in str(error)
 
 
+async def test_get_api_key_usage_with_a_month_only_refuses_another_month() -> None:
+    async def november_2025(request: web.Request) -> web.StreamResponse:
+        return web.json_response(seed_usage(ORG, request.path.rsplit("/", 1)[1]))
+
+    async with serve(november_2025) as (_server, client):
+        with pytest.raises(ResponseValidationError, match=r"asked for month 10 of apikey_1, .* 2025-11"):
+            await client.get_api_key_usage(ORG, "apikey_1", month=10)
+        with pytest.raises(ResponseValidationError, match="asked for year 2024 of apikey_1"):
+            await client.get_api_key_usage(ORG, "apikey_1", year=2024)
+
+
 async def test_get_api_key_usage_checks_only_what_was_asked() -> None:
     # Without month or year the server picks the current one: any answer fits what was not asked.
     async def november_2025(request: web.Request) -> web.StreamResponse:
