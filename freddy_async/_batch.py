@@ -30,12 +30,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from ._errors import (
-    AuthenticationError,
-    FreddyError,
-    PermissionDeniedError,
-    ResponseValidationError,
-)
+from ._errors import FreddyError
 from ._models import ApiKeyUsage, KeyUsageReport
 from ._periods import YearMonth
 
@@ -45,9 +40,12 @@ T = TypeVar("T")
 Item = TypeVar("Item")
 
 UsageFetch = Callable[[str, YearMonth], Awaitable[ApiKeyUsage]]
+EndsBatch = Callable[[FreddyError, str], bool]
+"""Told an error and the key it came for: True when it ends the whole batch."""
 
-# These fail every request of the batch alike; recording them per job would only hide that.
-_BATCH_FATAL = (AuthenticationError, PermissionDeniedError)
+
+def _nothing_ends_it(error: FreddyError, key: str) -> bool:
+    return False
 
 
 @attrs.define
@@ -57,19 +55,6 @@ class _Partial:
     waiting: int
     usage: list[ApiKeyUsage] = attrs.Factory(list)
     errors: dict[YearMonth, FreddyError] = attrs.Factory(dict)
-
-    def file(self, key: str, month: YearMonth, usage: ApiKeyUsage) -> None:
-        """Keep ``usage`` if it answers what was asked, else record why not."""
-        if (usage.year, usage.month) != (month.year, month.month):
-            self.errors[month] = ResponseValidationError(
-                f"asked for {month} of {key}, the server answered {usage.period}", path="month"
-            )
-        elif usage.api_key_id != key:
-            self.errors[month] = ResponseValidationError(
-                f"asked for {key}, the server answered about {usage.api_key_id}", path="apiKeyId"
-            )
-        else:
-            self.usage.append(usage)
 
     def report(self, key_id: str) -> KeyUsageReport:
         self.usage.sort(key=lambda u: (u.year, u.month))
@@ -161,8 +146,13 @@ async def iter_usage(
     months: Sequence[YearMonth],
     *,
     concurrency: int,
+    ends_batch: EndsBatch = _nothing_ends_it,
 ) -> AsyncIterator[KeyUsageReport]:
-    """Yield one :class:`KeyUsageReport` per distinct key, in completion order."""
+    """Yield one :class:`KeyUsageReport` per distinct key, in completion order.
+
+    A :class:`FreddyError` is recorded in its key's report, unless ``ends_batch`` says it ends
+    the batch: then it is raised to the caller and every job is cancelled.
+    """
     loop = asyncio.get_running_loop()
     # Workers file each job's outcome under its key themselves and hand over whole reports, so
     # the caller's task wakes once per key, not once per request. Bounded: while the caller is
@@ -201,12 +191,12 @@ async def iter_usage(
                     entry = partial[key] = _Partial(n_months)
                 try:
                     usage = await fetch(key, month)
-                except _BATCH_FATAL:
-                    raise
                 except FreddyError as exc:
+                    if ends_batch(exc, key):
+                        raise
                     entry.errors[month] = exc
                 else:
-                    entry.file(key, month, usage)
+                    entry.usage.append(usage)
                 if len(workers) < concurrency:
                     start_worker()
                 entry.waiting -= 1
@@ -214,8 +204,9 @@ async def iter_usage(
                     del partial[key]
                     await reports.put(entry.report(key))
         except Exception as exc:
-            # A 401/403, or a bug (in fetch, the caller's key iterable, anywhere here): every
-            # worker stops taking jobs at once, and the caller gets the exception, never a hang.
+            # An error that ends the batch, or a bug (in fetch, the caller's key iterable,
+            # anywhere here): every worker stops taking jobs at once, and the caller gets the
+            # exception, never a hang.
             stopping = True
             await reports.put(_Stop(exc))
         else:

@@ -10,7 +10,7 @@ import logging
 import os
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -24,7 +24,9 @@ from ._answers import RateLimitInfo
 from ._convert import parse_json, structure, structure_key_page
 from ._errors import (
     APIStatusError,
+    AuthenticationError,
     FreddyError,
+    PermissionDeniedError,
     RateLimitError,
     ResponseValidationError,
     error_from_response,
@@ -47,11 +49,47 @@ USER_AGENT = f"freddy-async/{__version__}"
 _MAX_ID_LENGTH = 256
 # A shorter "key" (a test's "k") would be found inside ordinary words.
 _MIN_REDACTED = 6
-# Path-unsafe or invisible characters: '/', '?', '#', '\', any whitespace or control character.
-_BAD_ID_CHARS = re.compile(r"[/?#\\\s\x00-\x1f\x7f-\x9f]")
+# Path-unsafe or invisible characters: '/', '?', '#', '\', any whitespace or control character,
+# and lone surrogates (a JSON body may hold "\ud800"), which no URL can encode.
+_BAD_ID_CHARS = re.compile(r"[/?#\\\s\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 logger = logging.getLogger("freddy_async")
+
+_CLOSED = "this FreddyClient is closed"
+_LENT_CLOSED = (
+    "the aiohttp.ClientSession lent to this FreddyClient is closed: close it only after the client"
+)
+_OTHER_LOOP = (
+    "this FreddyClient is bound to another event loop (used in one asyncio.run, then in another): "
+    "create one client per event loop"
+)
+
+
+def _closing_with_loop(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+    """Return an async generator, already started, that closes ``session`` when closed.
+
+    Started inside the running loop, it is one of the loop's async generators, which
+    ``asyncio.run`` (and every loop runner) closes before closing the loop: a client never
+    closed, or reused in another ``asyncio.run``, leaves no socket open behind its first loop.
+    Unlike a task, it costs nothing while it waits.
+    """
+
+    async def guard() -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            await session.close()
+
+    generator = guard()
+    # Run it to its `yield` without an await (the caller is synchronous): the first asend()
+    # registers it with the running loop; reaching the yield ends the step with StopIteration.
+    step = generator.asend(None)
+    try:
+        step.send(None)
+    except StopIteration:
+        return generator
+    raise AssertionError("the session guard stopped before its yield")  # pragma: no cover
 
 
 def _check_id(value: Any, name: str) -> str:
@@ -185,8 +223,10 @@ class ClientStats:
 class FreddyClient:
     """An asyncio client for the Freddy analytics API.
 
-    One client holds one ``aiohttp.ClientSession`` and may be shared by any number of tasks.
-    Use it as ``async with FreddyClient() as client:`` or call :meth:`aclose` when done.
+    One client holds one ``aiohttp.ClientSession`` and may be shared by any number of tasks of
+    one event loop: the loop it is first used in (one ``asyncio.run``); used in another, it raises
+    ``RuntimeError``. Use it as ``async with FreddyClient() as client:`` or call :meth:`aclose`
+    when done; a session it made is closed with its loop at the latest.
 
     Args:
         api_key: the API key; read from the ``FREDDY_API_KEY`` environment variable when omitted.
@@ -263,6 +303,8 @@ class FreddyClient:
         # A borrowed session gets the headers with each request; see _ensure_session.
         self._request_headers: dict[str, str] | None = self._headers
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop of the first use
+        self._guard: AsyncGenerator[None, None] | None = None  # closes our session with that loop
         self._sent = 0
         self._retries = 0
         self._throttled = 0
@@ -309,27 +351,48 @@ class FreddyClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the session this client created (a borrowed one is left open). Idempotent."""
+        """Close the session this client created (a borrowed one is left open). Idempotent.
+
+        Requests still in flight, and any later call, fail with ``RuntimeError``.
+        """
         if self._closed:
             return
         self._closed = True
-        session, self._session = self._session, None
-        if self._owns_session and session is not None:
-            await session.close()
+        self._session = None
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            await guard.aclose()  # closes the session we created
 
     def _ensure_session(self) -> aiohttp.ClientSession:
-        if self._closed:
-            raise RuntimeError("this FreddyClient is closed")
-        if self._session is None:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            if self._loop is not None:
+                raise RuntimeError(_OTHER_LOOP)
+            self._loop = loop
+        session = self._session
+        if session is None:
+            if self._closed:
+                raise RuntimeError(_CLOSED)
             # Made on first use, inside the running loop: no await between check and set,
             # so concurrent first calls still share one session. Our own session carries the
             # headers itself, sparing every request a merge of its headers into the defaults.
-            self._session = aiohttp.ClientSession(
+            session = self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_concurrency),
                 headers=self._headers,
             )
             self._request_headers = None
-        return self._session
+            self._guard = _closing_with_loop(session)
+        elif session.closed:
+            raise RuntimeError(_LENT_CLOSED if not self._owns_session else _CLOSED)
+        return session
+
+    def _closed_error(self, session: aiohttp.ClientSession) -> RuntimeError | None:
+        """Why a request on ``session`` cannot be sent (now), if it cannot."""
+        if self._closed:
+            return RuntimeError(_CLOSED)
+        if session.closed:
+            return RuntimeError(_LENT_CLOSED if not self._owns_session else _CLOSED)
+        return None
 
     # -- the request path ----------------------------------------------------------------------
 
@@ -397,6 +460,9 @@ class FreddyClient:
                 call.pacer.unanswered()
                 raise
         try:
+            closed = self._closed_error(call.session)
+            if closed is not None:
+                raise closed
             self._sent += 1
             if call.sends:
                 self._retries += 1
@@ -412,6 +478,13 @@ class FreddyClient:
                 ),
                 path=call.path,
             )
+        except FreddyError:
+            call.pacer.unanswered()
+            # A request cut off by aclose() (or by closing the lent session) fails as that, at once.
+            closed = self._closed_error(call.session)
+            if closed is not None:
+                raise closed from None
+            raise
         except BaseException:
             call.pacer.unanswered()
             raise
@@ -483,9 +556,19 @@ class FreddyClient:
         """
         _check_id(org_id, "org_id")
         _check_id(api_key_id, "api_key_id")
+        return await self._fetch_usage(org_id, api_key_id, month, year)
+
+    async def _fetch_usage(
+        self, org_id: str, key_id: str, month: int | None, year: int | None
+    ) -> ApiKeyUsage:
+        """GET one key's usage, and make sure the answer is about the key and month asked.
+
+        The one path of :meth:`get_api_key_usage` and of every job of a batch alike.
+        """
         query = _month_query(month, year)
-        path = _usage_prefix(org_id) + _segment(api_key_id)
-        usage: ApiKeyUsage = await self._get(org_id, path, query, into=ApiKeyUsage, key_id=api_key_id)
+        path = _usage_prefix(org_id) + _segment(key_id)
+        usage: ApiKeyUsage = await self._get(org_id, path, query, into=ApiKeyUsage, key_id=key_id)
+        _check_usage_answers(usage, key_id, month, year)
         return usage
 
     async def get_api_key_daily_usage(
@@ -528,15 +611,33 @@ class FreddyClient:
         seen: set[str] = set()
         while True:
             data = await self._get(org_id, path, f"page={page}&page_size={page_size}")
-            result = structure_key_page(data, page, page_size)
+            result = structure_key_page(data)
             new = [key for key in result.keys if key.id not in seen]
             for key in new:
                 seen.add(key.id)
                 yield key
-            # A page with nothing new means the server ignores `page`: its counts cannot be trusted.
-            if not result.has_more or not new:
+            # The counts come from what was served and from the totals, never from page_size:
+            # a server may serve fewer keys a page than asked, or ignore the size altogether.
+            total, pages = result.total, result.total_pages
+            if total is not None and len(seen) >= total:
                 return
+            if total is None and pages is not None and page >= pages:
+                return
+            # An empty page, or one with nothing new (a server that ignores `page`), ends the walk.
+            if not new:
+                break
             page += 1
+        if total is not None:
+            raise ResponseValidationError(
+                f"the key listing ended at {len(seen)} of {total} keys: page {page} brought no new key",
+                path="total",
+            )
+        if pages is not None:
+            raise ResponseValidationError(
+                f"the key listing ended at page {page} of {pages} ({len(seen)} keys): "
+                "it brought no new key",
+                path="pagination.total_pages",
+            )
 
     def iter_api_key_usage(
         self,
@@ -548,8 +649,10 @@ class FreddyClient:
         """Fetch the usage of many keys over many months, concurrently, one report per key.
 
         Reports come in completion order, each as soon as all of its key's months are done.
-        A month that still fails after the retries is recorded in the report's ``errors``;
-        a 401 or 403, which would fail every request alike, ends the iteration instead.
+        A month that still fails after the retries is recorded in the report's ``errors``, a
+        403 that refuses one key (naming it in ``details.api_key_id``) included. A 401, or a 403
+        that refuses the organization (``ORGANIZATION_ACCESS_DENIED``, or naming no key or
+        another key), would fail every request alike: it ends the iteration instead.
         Leaving the loop early cancels what is still in flight.
 
         Args:
@@ -560,7 +663,8 @@ class FreddyClient:
 
         Raises:
             ValueError: a bad argument, before any request.
-            AuthenticationError, PermissionDeniedError: the batch cannot go on.
+            AuthenticationError, PermissionDeniedError: the API key may not read the
+                organization: the batch cannot go on.
         """
         _check_id(org_id, "org_id")
         month_list = unique_months(months)
@@ -574,8 +678,6 @@ class FreddyClient:
                 raise ValueError(f"api_key_ids must be a list of IDs, not {type(api_key_ids).__name__}")
             keys = [_check_id(key, "api_key_id") for key in api_key_ids]
 
-        prefix = _usage_prefix(org_id)
-
         # A plain function returning the request's coroutine: no frame of its own to resume.
         def fetch(key_id: str, month: YearMonth) -> Awaitable[ApiKeyUsage]:
             if api_key_ids is None:
@@ -586,12 +688,11 @@ class FreddyClient:
                     raise ResponseValidationError(
                         f"the key listing holds an unusable ID: {exc}", path="keys[].id"
                     ) from None
-            # What get_api_key_usage does, minus its checks: the org and months were checked
-            # once above, and the key's ID up front or just now.
-            query = f"month={month.month}&year={month.year}"
-            return self._get(org_id, prefix + _segment(key_id), query, into=ApiKeyUsage, key_id=key_id)
+            return self._fetch_usage(org_id, key_id, month.month, month.year)
 
-        return _batch.iter_usage(fetch, keys, month_list, concurrency=self._max_concurrency)
+        return _batch.iter_usage(
+            fetch, keys, month_list, concurrency=self._max_concurrency, ends_batch=_ends_batch
+        )
 
     async def _all_key_ids(self, org_id: str) -> AsyncIterator[str]:
         async for key in self.list_api_keys(org_id):
@@ -613,6 +714,35 @@ class FreddyClient:
             return await self.get_api_key_daily_usage(org_id, year=month.year, month=month.month)
 
         return _batch.iter_in_order(fetch, month_list, concurrency=self._max_concurrency)
+
+
+def _check_usage_answers(usage: ApiKeyUsage, key_id: str, month: int | None, year: int | None) -> None:
+    """Raise ``ResponseValidationError`` unless ``usage`` is about ``key_id`` in the month asked."""
+    if (month is not None and usage.month != month) or (year is not None and usage.year != year):
+        if month is not None and year is not None:
+            asked = str(YearMonth(year, month))
+        else:
+            asked = f"month {month}" if month is not None else f"year {year}"
+        raise ResponseValidationError(
+            f"asked for {asked} of {key_id}, the server answered {usage.period}", path="month"
+        )
+    if usage.api_key_id != key_id:
+        raise ResponseValidationError(
+            f"asked for {key_id}, the server answered about {usage.api_key_id}", path="apiKeyId"
+        )
+
+
+def _ends_batch(error: FreddyError, key_id: str) -> bool:
+    """Whether ``error``, met fetching ``key_id``, would fail every other request of a batch too."""
+    if isinstance(error, AuthenticationError):
+        return True
+    if not isinstance(error, PermissionDeniedError):
+        return False
+    if error.code == "ORGANIZATION_ACCESS_DENIED":
+        return True
+    named = error.details.get("api_key_id") if isinstance(error.details, dict) else None
+    # A refusal that names the key asked about refuses that key only; any other refuses us.
+    return named != key_id
 
 
 def _month_query(month: int | None, year: int | None) -> str:

@@ -331,14 +331,27 @@ def unstructure(model: Any) -> Any:
 
 @attrs.frozen
 class KeyPage:
-    """One page of an organization's key list, whichever of the two documented shapes it came in."""
+    """One page of an organization's key list, whichever of the two documented shapes it came in.
+
+    ``total`` (keys) and ``total_pages`` are what the page claims, ``None`` when it does not say
+    (or says something that is no count).
+    """
 
     keys: tuple[ApiKey, ...]
-    has_more: bool
+    total: int | None = None
+    total_pages: int | None = None
 
 
-def structure_key_page(data: Any, page: int, page_size: int) -> KeyPage:
-    """Read a key-list page: ``{"keys", "total"}`` or ``{"api_keys", "pagination"}``."""
+def _count(value: Any) -> int | None:
+    return value if type(value) is int and value >= 0 else None
+
+
+def structure_key_page(data: Any) -> KeyPage:
+    """Read a key-list page: ``{"keys", "total"}`` or ``{"api_keys", "pagination"}``.
+
+    Whether more pages follow is for the caller to decide, from the keys served so far and the
+    totals: never from the page size asked, which a server may cap or ignore.
+    """
     if not isinstance(data, dict):
         raise ResponseValidationError(f"expected an object, got {_kind(data)}")
     field = "keys" if "keys" in data else "api_keys"
@@ -352,15 +365,7 @@ def structure_key_page(data: Any, page: int, page_size: int) -> KeyPage:
     if isinstance(pagination, dict):
         total = pagination.get("total_count", pagination.get("totalCount", total))
         total_pages = pagination.get("total_pages", pagination.get("totalPages"))
-    if not keys:
-        has_more = False  # an empty page ends the walk whatever the counts say
-    elif type(total_pages) is int:
-        has_more = page < total_pages
-    elif type(total) is int:
-        has_more = page * page_size < total
-    else:
-        has_more = len(keys) >= page_size
-    return KeyPage(keys, has_more)
+    return KeyPage(keys, _count(total), _count(total_pages))
 
 
 @attrs.frozen

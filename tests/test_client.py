@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from typing import Any
@@ -47,6 +48,13 @@ USAGE_BODY = """{"apiKeyId": "apikey_1", "apiKeyName": "Production Key", "organi
            "averageCostPerRequest": 0.28},
  "limit": {"monthlyLimit": 500.00, "utilizationPercentage": 70.05, "remainingBudget": 149.75,
            "status": "ok"}}"""
+
+
+def usage_body(key_id: str = "apikey_1", month: int = 11, year: int = 2025) -> str:
+    """USAGE_BODY about another key or month: the client refuses an answer to another question."""
+    body = json.loads(USAGE_BODY)
+    return json.dumps({**body, "apiKeyId": key_id, "month": month, "year": year})
+
 
 DAILY_BODY = """{"organization_id": "org_1",
  "period": {"year": 2025, "month": 11, "startDate": "2025-11-01", "endDate": "2025-11-30",
@@ -213,7 +221,8 @@ async def test_month_and_year_are_left_out_when_none(
 ) -> None:
     path = USAGE_PATH if endpoint == "usage" else DAILY_PATH
     url = URL(f"{BASE}{path}").with_query(query)
-    mock.get(str(url), body=USAGE_BODY if endpoint == "usage" else DAILY_BODY)
+    answered = usage_body(month=month or 11, year=year or 2025)
+    mock.get(str(url), body=answered if endpoint == "usage" else DAILY_BODY)
 
     async with FreddyClient(SECRET) as client:
         if endpoint == "usage":
@@ -303,7 +312,7 @@ async def test_id_with_c1_control_character_raises(mock: aioresponses, bad: str)
 async def test_ids_of_any_prefix_are_accepted_and_quoted(
     mock: aioresponses, key_id: str, raw_segment: str
 ) -> None:
-    mock.get(ANY_URL, body=USAGE_BODY)
+    mock.get(ANY_URL, body=usage_body(key_id))
 
     async with FreddyClient(SECRET) as client:
         await client.get_api_key_usage("org_1", key_id, month=11, year=2025)
@@ -403,7 +412,7 @@ async def test_concurrent_calls_share_one_session(
 ) -> None:
     for index in range(100):
         mock.get(f"{BASE}/v1/analytics/api-keys/usage/org_1/apikey_{index}?month=11&year=2025",
-                 body=USAGE_BODY)
+                 body=usage_body(f"apikey_{index}"))
     mock.get(DAILY_URL, body=DAILY_BODY, repeat=True)
 
     async with FreddyClient(SECRET, max_concurrency=8) as client:
