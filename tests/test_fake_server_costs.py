@@ -17,7 +17,7 @@ import pytest
 from yarl import URL
 
 from freddy_async import FreddyClient, YearMonth
-from freddy_async.testing import FakeFreddyServer
+from freddy_async.testing import FakeFreddyServer, RecordedWait
 
 MONTHS = [(2025, 1), (2025, 6), (2025, 11)]
 STATUSES = {"ok", "warning", "exceeded", "no_limit"}
@@ -298,3 +298,19 @@ async def test_the_client_reads_the_same_costs_both_ways(casing: Any) -> None:
         total = sum((k.current_usage for k in limits.api_key_limits), Decimal(0))
         assert limits.organization_limits.current_usage == total == summary.total_api_key_cost
         assert limits.summary.total_keys == 10
+
+
+async def test_iter_usage_limits_through_faults_loses_nothing(waits: list[RecordedWait]) -> None:
+    months = YearMonth.range("2024-01", "2025-12")
+    async with FakeFreddyServer(keys=8, seed=4, error_rate=0.3, drop_rate=0.1) as server, FreddyClient(
+        server.api_key, base_url=server.base_url, max_retries=10, max_concurrency=4
+    ) as client:
+        answers = [limits async for limits in client.iter_usage_limits(server.org_id, months=months)]
+
+        assert server.faults.total > 0
+        for month, limits in zip(months, answers, strict=True):
+            costs = {k.api_key_id: k.current_usage for k in limits.api_key_limits}
+            assert costs == {
+                k: server.expected_usage(k, month.year, month.month)["usage"]["total_cost"]
+                for k in server.key_ids
+            }

@@ -69,17 +69,17 @@ def costs_months(first: YearMonth | None, last: YearMonth | None) -> list[YearMo
 
 
 async def fetch_costs(client: FreddyClient, org_id: str, months: Sequence[YearMonth]) -> list[KeyCosts]:
-    """Every key's cost in ``months`` (sorted, unique), one request a month.
+    """Every key's cost in ``months``, one request a month.
 
     Raises:
         FreddyError: the first month that could not be fetched.
     """
     keys: dict[str, dict[YearMonth, ApiKeyLimit]] = {}
-    # iter_usage_limits yields in the order of the sorted, unique months it was given.
-    answers = client.iter_usage_limits(org_id, months=months)
-    month_iter = iter(months)
-    async for limits in answers:
-        month = next(month_iter)
+    # The answers name no month: iter_usage_limits yields them in the order of the sorted,
+    # unique months it was given.
+    ordered = iter(sorted(set(months)))
+    async for limits in client.iter_usage_limits(org_id, months=months):
+        month = next(ordered)
         for entry in limits.api_key_limits:
             keys.setdefault(entry.api_key_id, {})[month] = entry
     return [KeyCosts(key_id, by_month) for key_id, by_month in keys.items()]
