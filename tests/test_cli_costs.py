@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from freddy_async import YearMonth
-from freddy_async._cli._costs import costs_months
+from freddy_async import ApiKeyLimit, YearMonth
+from freddy_async._cli._console import Redacting
+from freddy_async._cli._costs import KeyCosts, costs_months, write_costs
 from freddy_async.testing import FakeFreddyServer
 
 ORG = "org_costs"
@@ -267,3 +268,19 @@ async def test_a_refused_month_ends_with_one_line_and_exit_1(server: FakeFreddyS
     denied = await run_cli("costs", "--org", "org_unknown", *MONTH_ARGS, server=server)
     assert denied.returncode == 1
     assert "access denied" in denied.stderr
+
+
+def test_the_table_shows_no_control_character_from_the_server() -> None:
+    month = YearMonth(2025, 1)
+    entry = ApiKeyLimit("ak_\x1b[2J", "Evil\x1b[31m\nName", None, Decimal("1.50"), None, "odd\rstatus")
+    buffer = io.StringIO()
+
+    write_costs([KeyCosts(entry.api_key_id, {month: entry})], [month], "table", Redacting(buffer, []),
+                org_id="org_1")
+
+    text = buffer.getvalue()
+    assert "\x1b" not in text
+    assert "\r" not in text
+    assert "Evil?[31m?Name" in text
+    assert "odd?status" in text
+    assert len(text.splitlines()) == 7  # title, blank, header, rule, the key, rule, totals

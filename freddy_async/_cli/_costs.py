@@ -148,7 +148,8 @@ def _write_records(
 
 
 def _printable(text: str) -> str:
-    # A key name comes from the server: no control character of it reaches the terminal.
+    # Names, IDs and statuses come from the server: no control character of theirs reaches
+    # the terminal.
     return "".join(c if c.isprintable() else "?" for c in text)
 
 
@@ -169,7 +170,7 @@ def _table(keys: Sequence[KeyCosts], months: Sequence[YearMonth], org_id: str, t
         if len(name) > _NAME_WIDTH:
             name = name[: _NAME_WIDTH - 1] + "~"
         cells = money([key.months[m].current_usage if m in key.months else None for m in months])
-        status = str(plain(key.months[last].status)) if last in key.months else "-"
+        status = _printable(str(plain(key.months[last].status))) if last in key.months else "-"
         rows.append([_printable(key.api_key_id), name, *cells, chf(key.total), status])
     if rest:
         rows.append([f"({plural(len(rest), 'more key')})", "", *money(month_sums(rest)),
