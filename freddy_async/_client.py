@@ -31,7 +31,14 @@ from ._errors import (
     ResponseValidationError,
     error_from_response,
 )
-from ._models import ApiKey, ApiKeyDailyUsage, ApiKeyUsage, KeyUsageReport
+from ._models import (
+    ApiKey,
+    ApiKeyDailyUsage,
+    ApiKeyUsage,
+    DailyUsageSummary,
+    KeyUsageReport,
+    UsageLimits,
+)
 from ._periods import MonthLike, YearMonth, check_month, check_year, unique_months
 from ._ratelimit import MAX_WAIT, OrgPacer, Pacers, WaitTooLong
 from ._retry import RetryPolicy, call_with_retries, first_timeout
@@ -712,6 +719,75 @@ class FreddyClient:
 
         async def fetch(month: YearMonth) -> ApiKeyDailyUsage:
             return await self.get_api_key_daily_usage(org_id, year=month.year, month=month.month)
+
+        return _batch.iter_in_order(fetch, month_list, concurrency=self._max_concurrency)
+
+    async def get_usage_limits(
+        self, org_id: str, *, month: int | None = None, year: int | None = None
+    ) -> UsageLimits:
+        """Fetch an organization's limits and usage of one month, every key's cost included.
+
+        One request answers for all the organization's keys: each key's ``current_usage`` is
+        its cost in the month, the same amount as :meth:`get_api_key_usage`'s ``total_cost``.
+
+        Args:
+            org_id: the organization.
+            month: 1-12; omitted, the server uses the current month.
+            year: omitted, the server uses the current year.
+
+        Raises:
+            ValueError: a bad argument, before any request.
+            APIStatusError, APIConnectionError, ResponseValidationError: as for
+                :meth:`get_api_key_usage`.
+        """
+        _check_id(org_id, "org_id")
+        query = _month_query(month, year)
+        path = f"/v1/analytics/usage/limits/{_segment(org_id)}"
+        limits: UsageLimits = await self._get(org_id, path, query, into=UsageLimits)
+        return limits
+
+    async def get_api_key_usage_summary(
+        self, org_id: str, *, year: int | None = None, month: int | None = None
+    ) -> DailyUsageSummary:
+        """Fetch the month's totals over all API keys of an organization.
+
+        The same totals as the ``summary`` of :meth:`get_api_key_daily_usage`, without the days.
+
+        Args:
+            org_id: the organization.
+            year: omitted, the server uses the current year.
+            month: 1-12; omitted, the server uses the current month.
+
+        Raises:
+            ValueError: a bad argument, before any request.
+            APIStatusError, APIConnectionError, ResponseValidationError: as for
+                :meth:`get_api_key_usage`.
+        """
+        _check_id(org_id, "org_id")
+        query = _month_query(month, year)
+        path = f"/v1/analytics/api-keys/summary/{_segment(org_id)}"
+        summary: DailyUsageSummary = await self._get(org_id, path, query, into=DailyUsageSummary)
+        return summary
+
+    def iter_usage_limits(
+        self, org_id: str, *, months: Iterable[MonthLike]
+    ) -> AsyncIterator[UsageLimits]:
+        """Fetch the limits and usage of several months concurrently, yielded oldest first.
+
+        One request a month, whatever the number of keys. The answers do not name their month:
+        the n-th one yielded is for the n-th of the months sorted and de-duplicated, so
+        ``zip(sorted(set(months)), ...)`` (with ``YearMonth`` values, e.g. from
+        ``YearMonth.range``) pairs each with its month.
+
+        Raises:
+            ValueError: a bad argument, before any request.
+            FreddyError: the first month that failed after its retries.
+        """
+        _check_id(org_id, "org_id")
+        month_list = unique_months(months)
+
+        async def fetch(month: YearMonth) -> UsageLimits:
+            return await self.get_usage_limits(org_id, month=month.month, year=month.year)
 
         return _batch.iter_in_order(fetch, month_list, concurrency=self._max_concurrency)
 

@@ -20,12 +20,16 @@ from ._periods import YearMonth
 __all__ = [
     "ApiKey",
     "ApiKeyDailyUsage",
+    "ApiKeyLimit",
     "ApiKeyUsage",
     "DailyUsage",
     "DailyUsageSummary",
     "KeyUsageReport",
     "LimitStatus",
+    "LimitUsage",
+    "LimitsSummary",
     "UsageLimit",
+    "UsageLimits",
     "UsagePeriod",
     "UsageTotals",
 ]
@@ -137,6 +141,63 @@ class ApiKeyDailyUsage:
     period: UsagePeriod
     daily_usage: tuple[DailyUsage, ...]
     summary: DailyUsageSummary
+
+
+@attrs.frozen
+class LimitUsage:
+    """A monthly limit (of the organization, or of its API usage) and how much of it is used.
+
+    ``monthly_limit`` is None without a limit; ``remaining_budget`` may be None then too, and is
+    negative once the limit is passed. ``status`` is a :class:`LimitStatus`, or the plain string
+    for a value this version does not know yet.
+    """
+
+    monthly_limit: Decimal | None
+    current_usage: Decimal
+    utilization_percentage: float | None
+    remaining_budget: Decimal | None
+    status: LimitStatus | str
+
+
+@attrs.frozen
+class ApiKeyLimit:
+    """One key's cost in the month against its monthly limit.
+
+    ``current_usage`` is the key's cost (CHF) in the month: the same amount as
+    ``ApiKeyUsage.usage.total_cost`` of that key and month.
+    """
+
+    api_key_id: str
+    api_key_name: str
+    monthly_limit: Decimal | None
+    current_usage: Decimal
+    utilization_percentage: float | None
+    status: LimitStatus | str
+
+
+@attrs.frozen
+class LimitsSummary:
+    """How many of the organization's keys have a limit, and how many passed it."""
+
+    total_keys: int
+    keys_with_limits: int
+    keys_exceeded: int
+    overall_status: LimitStatus | str
+
+
+@attrs.frozen
+class UsageLimits:
+    """An organization's limits and usage in one month, every key's cost included
+    (``GET /v1/analytics/usage/limits/...``).
+
+    The answer does not say which month it covers: that is the month asked for.
+    ``api_key_limits`` keeps the server's order.
+    """
+
+    organization_limits: LimitUsage
+    api_limits: LimitUsage
+    api_key_limits: tuple[ApiKeyLimit, ...]
+    summary: LimitsSummary
 
 
 @attrs.frozen

@@ -4,6 +4,7 @@
 
     freddy-usage report --org ORG [--keys ID,ID...] --from 2025-01 [--to 2025-11] [--format FMT]
     freddy-usage daily  --org ORG --month 2025-11 [--format FMT]
+    freddy-usage costs  --org ORG [--from 2025-01] [--to 2025-11] [--format FMT] [--top N]
     freddy-usage demo   [--keys 200] [--months 12]
 
 Data goes to stdout (or ``--output``); progress and status go to stderr, the progress bar only
@@ -37,6 +38,7 @@ from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from typing import NoReturn
 
+from ._cli import _costs
 from ._cli._console import Console, Progress, Redacting, Stats
 from ._cli._output import ReportWriter, chf, plural, report_writer, write_daily
 from ._client import API_KEY_ENV, DEFAULT_BASE_URL, FreddyClient, _check_id
@@ -320,6 +322,24 @@ async def _cmd_daily(run: _Run) -> int:
     return EXIT_OK
 
 
+# -- costs -----------------------------------------------------------------------------------
+
+
+async def _cmd_costs(run: _Run) -> int:
+    args = run.args
+    try:
+        months = _costs.costs_months(args.from_month, args.to_month)
+    except ValueError as exc:
+        raise UsageError(f"{PROG} costs: error: {exc}") from None
+    _check_ids("costs", "--org", [args.org])
+    async with _make_client(run) as client:
+        with _output(args.output, run) as out:
+            keys = await _costs.fetch_costs(client, args.org, months)
+            _costs.write_costs(keys, months, args.format, out, org_id=args.org, top=args.top)
+    run.console.status(f"{PROG}: {_costs.summary_line(keys, months)}; fetched with {_sent_text(run)}")
+    return EXIT_OK
+
+
 # -- demo ------------------------------------------------------------------------------------
 
 
@@ -473,6 +493,7 @@ def _build_parser() -> _Parser:
         description="The daily breakdown of one month; the table draws the cost of each day as a bar.",
     )
     daily.add_argument("--month", type=_month_arg, required=True, metavar="YYYY-MM", help="the month")
+    _costs.add_parser(commands, [connection, output], _month_arg, _int_arg(1))
 
     demo = commands.add_parser(
         "demo", parents=[output], help="a report against a built-in fake server (no account, no network)",
@@ -505,6 +526,8 @@ async def _dispatch(run: _Run) -> int:
         return await _cmd_report(run)
     if run.args.command == "daily":
         return await _cmd_daily(run)
+    if run.args.command == "costs":
+        return await _cmd_costs(run)
     return await _cmd_demo(run)
 
 

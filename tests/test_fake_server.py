@@ -449,7 +449,7 @@ async def test_bad_month_or_year_is_400(
         "/",
         "/v1/analytics/api-keys/usage/org_demo",
         "/v1/analytics/api-keys/usage/org_demo/",
-        "/v1/analytics/api-keys/summary/org_demo",
+        "/v1/analytics/api-keys/summary/org_demo/extra",
         "/v2/organizations/org_demo/api-keys",
     ],
 )

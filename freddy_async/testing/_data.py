@@ -23,9 +23,12 @@ __all__ = [
     "daily_body",
     "key_days",
     "key_object",
+    "limits_body",
     "make_keys",
     "month_totals",
     "org_days",
+    "org_limit_centimes",
+    "summary_body",
     "usage_body",
 ]
 
@@ -40,6 +43,11 @@ _SCALES_CENTIMES = (2_000, 15_000, 40_000, 120_000, 300_000)
 _BANDS = {"ok": (10, 75), "warning": (82, 97), "exceeded": (105, 160)}
 _NAMES = ("Production", "Staging", "Analytics", "Billing", "Mobile", "Backend", "Partner", "CI")
 _SCOPES = ("analytics:read", "chat:write", "files:read", "models:read", "usage:read")
+# An organization's monthly limit per key it has, in centimes: spread so that the seeds give
+# organizations under, near and over their limit.
+_ORG_LIMITS_PER_KEY_CENTIMES = (50_000, 100_000, 150_000, 300_000)
+# Worst last: the summary's overall status is the worst of the organization's and its keys'.
+_STATUS_ORDER = ("no_limit", "ok", "warning", "exceeded")
 
 
 def _rng(*parts: object) -> random.Random:
@@ -257,32 +265,34 @@ def org_days(seed: int, keys: Iterable[KeyProfile], year: int, month: int) -> li
     ]
 
 
-def usage_body(key: KeyProfile, totals: MonthTotals, year: int, month: int) -> dict[str, Any]:
-    """Build the usage answer (API.md §1) in snake_case, money as Decimal."""
-    limit = key.monthly_limit
+def _limit_part(limit: Decimal | None, cost: Decimal) -> dict[str, Any]:
+    """A limit and how much of it ``cost`` uses (API.md §1's ``limit``), snake_case."""
     if limit is None:
-        limit_part: dict[str, Any] = {
+        return {
             "monthly_limit": None,
             "utilization_percentage": Decimal("0.00"),
             "remaining_budget": None,
             "status": "no_limit",
         }
+    # Truncating keeps the printed percentage on the same side of 80 and 100 as the
+    # exact ratio, so status and percentage never disagree.
+    utilization = (cost * 100 / limit).quantize(_CENT, rounding=ROUND_DOWN)
+    if cost >= limit:
+        status = "exceeded"
+    elif cost * 100 >= limit * 80:
+        status = "warning"
     else:
-        # Truncating keeps the printed percentage on the same side of 80 and 100 as the
-        # exact ratio, so status and percentage never disagree.
-        utilization = (totals.cost * 100 / limit).quantize(_CENT, rounding=ROUND_DOWN)
-        if totals.cost >= limit:
-            status = "exceeded"
-        elif totals.cost * 100 >= limit * 80:
-            status = "warning"
-        else:
-            status = "ok"
-        limit_part = {
-            "monthly_limit": limit,
-            "utilization_percentage": utilization,
-            "remaining_budget": limit - totals.cost,
-            "status": status,
-        }
+        status = "ok"
+    return {
+        "monthly_limit": limit,
+        "utilization_percentage": utilization,
+        "remaining_budget": limit - cost,
+        "status": status,
+    }
+
+
+def usage_body(key: KeyProfile, totals: MonthTotals, year: int, month: int) -> dict[str, Any]:
+    """Build the usage answer (API.md §1) in snake_case, money as Decimal."""
     return {
         "api_key_id": key.key_id,
         "api_key_name": key.name,
@@ -296,7 +306,79 @@ def usage_body(key: KeyProfile, totals: MonthTotals, year: int, month: int) -> d
             "total_neurons": totals.neurons,
             "average_cost_per_request": totals.average_cost_per_request,
         },
-        "limit": limit_part,
+        "limit": _limit_part(key.monthly_limit, totals.cost),
+    }
+
+
+def org_limit_centimes(seed: int, org_id: str, key_count: int) -> int | None:
+    """The organization's monthly limit in centimes; None for an organization without keys."""
+    if key_count == 0:
+        return None
+    return key_count * _rng("org-limit", seed, org_id).choice(_ORG_LIMITS_PER_KEY_CENTIMES)
+
+
+def limits_body(
+    org_limit: int | None, keys: Sequence[tuple[KeyProfile, MonthTotals]]
+) -> dict[str, Any]:
+    """Build the usage-limits answer (API.md §4) in snake_case, money as Decimal.
+
+    ``keys`` are the organization's keys in listing order with their month's totals; each
+    key's ``current_usage`` is its ``total_cost``, the organization's is their sum.
+    """
+    cost = sum((totals.cost for _, totals in keys), Decimal("0.00"))
+    key_limits = []
+    for key, totals in keys:
+        part = _limit_part(key.monthly_limit, totals.cost)
+        key_limits.append(
+            {
+                "api_key_id": key.key_id,
+                "api_key_name": key.name,
+                "monthly_limit": part["monthly_limit"],
+                "current_usage": totals.cost,
+                "utilization_percentage": part["utilization_percentage"],
+                "status": part["status"],
+            }
+        )
+    organization = _limit_part(None if org_limit is None else _money(org_limit), cost)
+    statuses = [organization["status"], *(k["status"] for k in key_limits)]
+    return {
+        "organization_limits": {
+            "monthly_limit": organization["monthly_limit"],
+            "current_usage": cost,
+            "utilization_percentage": organization["utilization_percentage"],
+            "remaining_budget": organization["remaining_budget"],
+            "status": organization["status"],
+        },
+        # As API.md §4 prints it: no limit of its own, and a zero (not null) budget.
+        "api_limits": {
+            "monthly_limit": None,
+            "current_usage": cost,
+            "utilization_percentage": Decimal("0.0"),
+            "remaining_budget": Decimal("0.0"),
+            "status": "no_limit",
+        },
+        "api_key_limits": key_limits,
+        "summary": {
+            "total_keys": len(key_limits),
+            "keys_with_limits": sum(k["monthly_limit"] is not None for k in key_limits),
+            "keys_exceeded": sum(k["status"] == "exceeded" for k in key_limits),
+            "overall_status": max(statuses, key=_STATUS_ORDER.index),
+        },
+    }
+
+
+def summary_body(org_id: str, totals: MonthTotals, year: int, month: int) -> dict[str, Any]:
+    """Build the month's summary over all API keys (API.md §2's ``summary``, §4's summary
+    answer) in snake_case, without ``generated_at``."""
+    return {
+        "organization_id": org_id,
+        "month": month,
+        "year": year,
+        "total_api_key_requests": totals.requests,
+        "total_api_key_cost": totals.cost,
+        "average_cost_per_request": totals.average_cost_per_request,
+        "total_synapses": totals.synapses,
+        "total_neurons": totals.neurons,
     }
 
 
@@ -325,16 +407,7 @@ def daily_body(
             }
             for row in rows
         ],
-        "summary": {
-            "organization_id": org_id,
-            "month": month,
-            "year": year,
-            "total_api_key_requests": totals.requests,
-            "total_api_key_cost": totals.cost,
-            "average_cost_per_request": totals.average_cost_per_request,
-            "total_synapses": totals.synapses,
-            "total_neurons": totals.neurons,
-        },
+        "summary": summary_body(org_id, totals, year, month),
     }
 
 

@@ -29,9 +29,12 @@ from ._data import (
     daily_body,
     key_days,
     key_object,
+    limits_body,
     make_keys,
     month_totals,
     org_days,
+    org_limit_centimes,
+    summary_body,
     usage_body,
 )
 from ._faults import (
@@ -385,8 +388,9 @@ def _retry_after(
 class FakeFreddyServer:
     """A real HTTP server on 127.0.0.1 that speaks the Freddy analytics API, deterministically.
 
-    It serves the usage (API.md §1), daily (§2) and key listing (§3) endpoints for one
-    organization, ``org_id``, with ``keys`` API keys, plus any ``extra_orgs``. Every number
+    It serves the usage (API.md §1), daily (§2), key listing (§3), usage-limits and summary
+    (§4) endpoints for one organization, ``org_id``, with ``keys`` API keys, plus any
+    ``extra_orgs``. Every number
     depends only on ``seed``, so the ``expected_*`` methods tell a test what the server will
     answer without any HTTP. Faults (rate limits, 5xx, dropped or truncated answers, delays)
     are all off by default and seeded when on.
@@ -403,7 +407,9 @@ class FakeFreddyServer:
         api_key: The value the ``X-API-Key`` header must carry; random when None.
         seed: Seed of all data and of the fault draws.
         casing: Body key casing: ``"camel"`` (the usage page), ``"snake"`` (the generated
-            clients) or ``"docs"`` (the daily page's mixed casing; same as camel for usage).
+            clients) or ``"docs"`` (the daily page's mixed casing; same as camel for usage,
+            and snake for the usage-limits and summary answers, which API.md §4 prints as
+            the generated SDKs spell them).
         list_shape: Key listing shape: ``"keys"`` (``keys``/``total``/``page``/``page_size``)
             or ``"api_keys"`` (``api_keys``/``pagination``).
         extra_orgs: More organizations, ID to key count, reachable with the same ``api_key``.
@@ -571,6 +577,8 @@ class FakeFreddyServer:
         """Answers of each injected fault."""
         self._fetches: Counter[tuple[str, int, int]] = Counter()
         self._daily_fetches: Counter[tuple[str, int, int]] = Counter()
+        self._limits_fetches: Counter[tuple[str, int, int]] = Counter()
+        self._summary_fetches: Counter[tuple[str, int, int]] = Counter()
         self._attempts: Counter[str] = Counter()
         self._totals: dict[tuple[str, int, int], MonthTotals] = {}
         self._daily: dict[tuple[str, int, int], tuple[list[DayRow], MonthTotals]] = {}
@@ -730,6 +738,14 @@ class FakeFreddyServer:
         """How many times the daily endpoint was hit for this organization and month."""
         return self._daily_fetches[(org_id or self.org_id, year, month)]
 
+    def limits_fetch_count(self, year: int, month: int, *, org_id: str | None = None) -> int:
+        """How many times the usage-limits endpoint was hit for this organization and month."""
+        return self._limits_fetches[(org_id or self.org_id, year, month)]
+
+    def summary_fetch_count(self, year: int, month: int, *, org_id: str | None = None) -> int:
+        """How many times the summary endpoint was hit for this organization and month."""
+        return self._summary_fetches[(org_id or self.org_id, year, month)]
+
     def reset_counters(self) -> None:
         """Forget every request, count and ``fail_first`` attempt (rate limits stay as they are)."""
         self.requests.clear()
@@ -739,6 +755,8 @@ class FakeFreddyServer:
         self.faults.reset()
         self._fetches.clear()
         self._daily_fetches.clear()
+        self._limits_fetches.clear()
+        self._summary_fetches.clear()
         self._attempts.clear()
 
     # -- expected values (no HTTP) ---------------------------------------------------------
@@ -794,6 +812,36 @@ class FakeFreddyServer:
         org = org_id or self.org_id
         rows, totals = self._org_month(org, year, month)
         return daily_body(org, rows, totals, year, month)
+
+    def expected_limits(self, year: int, month: int, *, org_id: str | None = None) -> dict[str, Any]:
+        """Return the usage-limits body the server answers, snake_case, money as ``Decimal``.
+
+        ``api_key_limits`` holds every key in listing order, each ``current_usage`` equal to
+        the key's ``usage.total_cost`` that month (:meth:`expected_usage`), and
+        ``organization_limits.current_usage`` their sum. The organization's limit depends on
+        the seed; ``api_limits`` has none. ``summary.overall_status`` is the worst status of
+        the organization and its keys (exceeded, warning, ok, no_limit).
+
+        Raises:
+            KeyError: the server does not know that organization.
+        """
+        org = org_id or self.org_id
+        keys = self._orgs[org]
+        return limits_body(
+            org_limit_centimes(self.seed, org, len(keys)),
+            [(key, self._month_totals(key, year, month)) for key in keys],
+        )
+
+    def expected_summary(self, year: int, month: int, *, org_id: str | None = None) -> dict[str, Any]:
+        """Return the summary body the server answers, snake_case, without ``generated_at``:
+        the ``summary`` of :meth:`expected_daily`.
+
+        Raises:
+            KeyError: the server does not know that organization.
+        """
+        org = org_id or self.org_id
+        _, totals = self._org_month(org, year, month)
+        return summary_body(org, totals, year, month)
 
     def expected_keys(self, *, org_id: str | None = None) -> list[dict[str, Any]]:
         """Return every key object of the listing, in order (``usage_limit_chf`` as Decimal).
@@ -920,7 +968,13 @@ class FakeFreddyServer:
             self._count_usage(request, parts[5])
         elif len(parts) == 5 and parts[:4] == ["v1", "analytics", "api-keys", "daily"]:
             kind, org_id = "daily", parts[4]
-            self._count_daily(request, org_id)
+            self._count_month(self._daily_fetches, request, org_id)
+        elif len(parts) == 5 and parts[:4] == ["v1", "analytics", "usage", "limits"]:
+            kind, org_id = "limits", parts[4]
+            self._count_month(self._limits_fetches, request, org_id)
+        elif len(parts) == 5 and parts[:4] == ["v1", "analytics", "api-keys", "summary"]:
+            kind, org_id = "summary", parts[4]
+            self._count_month(self._summary_fetches, request, org_id)
         elif len(parts) == 4 and parts[:2] == ["v1", "organizations"] and parts[3] == "api-keys":
             kind, org_id = "list", parts[2]
         if kind is None or not all(parts):
@@ -952,6 +1006,10 @@ class FakeFreddyServer:
             body = self._usage(request, org_id, parts[5])
         elif kind == "daily":
             body = self._daily_answer(request, org_id)
+        elif kind == "limits":
+            body = self._limits_answer(request, org_id)
+        elif kind == "summary":
+            body = self._summary_answer(request, org_id)
         else:
             body = self._listing(request, org_id)
         if plan.slow:
@@ -1146,12 +1204,14 @@ class FakeFreddyServer:
             return
         self._fetches[(key_id, year, month)] += 1
 
-    def _count_daily(self, request: web.Request, org_id: str) -> None:
+    def _count_month(
+        self, counter: Counter[tuple[str, int, int]], request: web.Request, org_id: str
+    ) -> None:
         try:
             year, month = self._period(request, check=False)
         except _Answer:
             return
-        self._daily_fetches[(org_id, year, month)] += 1
+        counter[(org_id, year, month)] += 1
 
     def _period(self, request: web.Request, *, check: bool = True) -> tuple[int, int]:
         """Read ``year`` and ``month`` (default: the current UTC month)."""
@@ -1210,11 +1270,30 @@ class FakeFreddyServer:
         for row in body["daily_usage"]:
             row["synapses"] = RawNumber(f"{row['synapses']}.0")
             row["neurons"] = RawNumber(f"{row['neurons']}.0")
-        summary = body["summary"]
+        body["summary"] = self._as_printed(body["summary"])
+        return recase(body, self.casing, DOCS_SNAKE_KEYS)
+
+    @staticmethod
+    def _as_printed(summary: dict[str, Any]) -> dict[str, Any]:
+        """The month's summary as the pages print it: counts as floats, a ``generated_at``."""
         summary["total_synapses"] = RawNumber(f"{summary['total_synapses']}.0")
         summary["total_neurons"] = RawNumber(f"{summary['total_neurons']}.0")
         summary["generated_at"] = now_iso()
-        return recase(body, self.casing, DOCS_SNAKE_KEYS)
+        return summary
+
+    def _section4_casing(self) -> Casing:
+        # API.md §4 prints these answers as the generated SDKs spell them: snake_case.
+        return "snake" if self.casing == "docs" else self.casing
+
+    def _limits_answer(self, request: web.Request, org_id: str) -> Any:
+        year, month = self._period(request)
+        body = self.expected_limits(year, month, org_id=org_id)
+        return recase(body, self._section4_casing())
+
+    def _summary_answer(self, request: web.Request, org_id: str) -> Any:
+        year, month = self._period(request)
+        body = self._as_printed(self.expected_summary(year, month, org_id=org_id))
+        return recase(body, self._section4_casing())
 
     def _listing(self, request: web.Request, org_id: str) -> Any:
         paging = {"page": 1, "page_size": _DEFAULT_PAGE_SIZE}
