@@ -411,6 +411,10 @@ class FreddyClient:
                     else aiohttp.ClientTimeout(total=timeout)
                 ),
                 path=call.path,
+                # A usage answer is under 2 KB; the daily and listing pages may be far larger.
+                max_body=(
+                    _transport.MAX_USAGE_BYTES if call.into is ApiKeyUsage else _transport.MAX_PAGE_BYTES
+                ),
             )
         except BaseException:
             call.pacer.unanswered()

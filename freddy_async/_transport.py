@@ -17,10 +17,16 @@ from yarl import URL
 from . import _clock
 from ._errors import APIConnectionError, APITimeoutError, FreddyError, ResponseValidationError
 
-__all__ = ["MAX_BODY_BYTES", "Answer", "get"]
+__all__ = ["MAX_PAGE_BYTES", "MAX_USAGE_BYTES", "Answer", "get"]
 
-# An answer larger than this is not one of this API's bodies; refuse it rather than buffer it.
-MAX_BODY_BYTES = 8 * 1024 * 1024
+# The largest decoded body each kind of answer may have: far above any honest one, and small
+# enough that parsing a hostile one at the cap blocks the event loop for milliseconds, not the
+# quarter of a second 8 MiB took. A usage answer is under 2 KB (64 KiB of JSON: under 2 ms); a
+# daily page (31 days) or a page of 100 keys is tens of KB (1 MiB of JSON: 15 to 40 ms).
+MAX_USAGE_BYTES = 64 * 1024
+MAX_PAGE_BYTES = 1024 * 1024
+# An error page only feeds a clipped message and the first 4 KB of ``body``.
+_MAX_ERROR_PAGE_BYTES = 64 * 1024
 
 
 @attrs.frozen
@@ -40,13 +46,17 @@ async def get(
     headers: Mapping[str, str] | None,
     timeout: aiohttp.ClientTimeout,
     path: str,
+    max_body: int = MAX_PAGE_BYTES,
 ) -> Answer:
     """GET ``url``; ``path`` names the request in errors (never the URL's query or the key).
+
+    The body is read decoded (gzip, deflate, ...) and counted as such: ``max_body`` bounds what
+    a body may inflate to, not what it weighs on the wire. An error page past the cap is cut.
 
     Raises:
         APIConnectionError: no answer (refused, reset, cut short, TLS); ``APITimeoutError``
             when none came within ``timeout``.
-        ResponseValidationError: a 2xx body larger than :data:`MAX_BODY_BYTES`.
+        ResponseValidationError: a 2xx body that decodes to more than ``max_body`` bytes.
     """
     failure: FreddyError | None = None
     with _clock.io():
@@ -57,11 +67,7 @@ async def get(
                 timeout=timeout,
                 allow_redirects=False,  # a redirect would carry the API key elsewhere
             ) as response:
-                length = response.content_length
-                if length is not None and length <= MAX_BODY_BYTES:
-                    body = await response.read()
-                else:
-                    body = await _read_body_bounded(response)
+                body = await _read_body(response, max_body)
                 return Answer(response.status, response.headers, body, response.reason)
         except asyncio.TimeoutError:
             failure = APITimeoutError(f"GET {path}: no answer within {timeout.total:.3g} s")
@@ -76,15 +82,24 @@ async def get(
     raise failure
 
 
-async def _read_body_bounded(response: aiohttp.ClientResponse) -> bytes:
-    """Read a body of unknown or excessive length, refusing (or cutting) it past the limit."""
+async def _read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """Read the decoded body, refusing a 2xx (or cutting an error page) past ``limit`` bytes.
+
+    Never ``response.read()``: it inflates a compressed body whole, whatever its size, and
+    Content-Length counts the compressed bytes. ``content`` hands over what aiohttp has
+    decompressed so far, a buffer's worth at a time, so a gzip bomb is stopped after ``limit``.
+    """
+    if response.status >= 300:
+        limit = min(limit, _MAX_ERROR_PAGE_BYTES)
+    content = response.content
     chunks = []
     size = 0
-    async for chunk in response.content.iter_chunked(64 * 1024):
+    while chunk := await content.readany():
         size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            if response.status >= 300:
-                break  # an error page only feeds a clipped message: its start is enough
-            raise ResponseValidationError(f"the answer is larger than {MAX_BODY_BYTES} bytes; refused")
+        if size > limit:
+            if response.status < 300:
+                raise ResponseValidationError(f"the answer is larger than {limit} bytes; refused")
+            chunks.append(chunk[: len(chunk) - (size - limit)])
+            break
         chunks.append(chunk)
     return b"".join(chunks)
