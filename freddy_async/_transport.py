@@ -3,6 +3,11 @@
 Every failure to get an answer becomes an :class:`APIConnectionError` (or :class:`APITimeoutError`)
 raised outside aiohttp's ``except`` block, so it has no ``__context__``: aiohttp's exceptions keep
 the request, and with it the ``X-API-Key`` header.
+
+Whatever the server sent that could end up in an exception is redacted here, the one place it is
+read: the body, the reason phrase, and the excerpt of a broken answer that aiohttp's error quotes
+(a server may send the key back in any of them). Headers are handed on as they came: only numbers
+are read from them, and a redirect's ``Location``, which the client redacts when it shows it.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import attrs
 from yarl import URL
 
 from . import _clock
-from ._errors import APIConnectionError, APITimeoutError, FreddyError, ResponseValidationError
+from ._errors import APIConnectionError, APITimeoutError, FreddyError, Redactor, ResponseValidationError
 
 __all__ = ["MAX_PAGE_BYTES", "MAX_USAGE_BYTES", "Answer", "get"]
 
@@ -46,9 +51,11 @@ async def get(
     headers: Mapping[str, str] | None,
     timeout: aiohttp.ClientTimeout,
     path: str,
+    redact: Redactor,
     max_body: int = MAX_PAGE_BYTES,
 ) -> Answer:
-    """GET ``url``; ``path`` names the request in errors (never the URL's query or the key).
+    """GET ``url``; ``path`` names the request in errors (never the URL's query or the key), and
+    ``redact`` cuts the key out of what comes back.
 
     The body is read decoded (gzip, deflate, ...) and counted as such: ``max_body`` bounds what
     a body may inflate to, not what it weighs on the wire. An error page past the cap is cut.
@@ -67,18 +74,20 @@ async def get(
                 timeout=timeout,
                 allow_redirects=False,  # a redirect would carry the API key elsewhere
             ) as response:
-                body = await _read_body(response, max_body)
-                return Answer(response.status, response.headers, body, response.reason)
+                body = redact.data(await _read_body(response, max_body))
+                reason = response.reason and redact.text(response.reason)
+                return Answer(response.status, response.headers, body, reason)
         except asyncio.TimeoutError:
             failure = APITimeoutError(f"GET {path}: no answer within {timeout.total:.3g} s")
         except aiohttp.ClientConnectorCertificateError as exc:
             # Another attempt would meet the same certificate: fail at once.
             failure = APIConnectionError(
-                f"GET {path}: TLS certificate does not verify: {exc.certificate_error}",
+                f"GET {path}: TLS certificate does not verify: {redact.excerpt(str(exc.certificate_error))}",
                 retryable=False,
             )
         except aiohttp.ClientError as exc:
-            failure = APIConnectionError(f"GET {path}: {type(exc).__name__}: {exc}")
+            # A broken status line or header is quoted in the error: the server's bytes, the key's too.
+            failure = APIConnectionError(f"GET {path}: {type(exc).__name__}: {redact.excerpt(str(exc), 300)}")
     raise failure
 
 

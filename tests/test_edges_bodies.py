@@ -6,6 +6,8 @@ that is not one, or a header name that is not a token.
 
 - Bodies: the size cap applies to the *decoded* body, per endpoint, so a gzip bomb costs no
   memory and whitespace padding is no way around the cap.
+- Secrets: whatever a server sends back (reason phrase, body, headers, bytes that are not HTTP),
+  no exception the client raises, nor anything chained to it, holds the API key.
 """
 
 from __future__ import annotations
@@ -13,7 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gzip as gzip_module
 import json
+import pickle
+import re
+import traceback
 import tracemalloc
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,14 +30,17 @@ import pytest
 from seeds import seed_usage
 
 from freddy_async import (
+    APIConnectionError,
     ApiKey,
     ApiKeyDailyUsage,
     ApiKeyUsage,
     FreddyClient,
     FreddyError,
     InternalServerError,
+    KeyUsageReport,
     ResponseValidationError,
 )
+from freddy_async._errors import Redactor
 from freddy_async.testing import RecordedWait
 
 ORG = "org_1"
@@ -258,3 +267,201 @@ async def test_each_endpoint_has_its_own_cap(waits: list[RecordedWait]) -> None:
     assert isinstance(await call(always(http(200, USAGE + padding)), get_usage), ResponseValidationError)
     assert isinstance(await call(always(http(200, DAILY + padding)), get_daily), ApiKeyDailyUsage)
     assert isinstance(await call(always(http(200, KEYS + padding)), list_keys), list)
+
+
+# -- secrets: the key sent back in every place a server can put it -----------------------------
+
+SECRET = "fk_live_S3cr3t-K3y-0123456789abcdef"
+# No piece of the key this long may show either: an excerpt can cut the key anywhere.
+PIECE = 10
+PIECES = [SECRET[i : i + PIECE] for i in range(len(SECRET) - PIECE + 1)]
+HTML = "<html><body><h1>Error</h1><p>Bad key: {key}</p></body></html>"
+
+
+def sent_key(head: bytes) -> str:
+    found = re.search(rb"(?im)^X-API-Key: *([^\r\n]*)", head)
+    return found.group(1).decode("latin-1") if found else ""
+
+
+def echo(
+    status: str | int,
+    body: str = "",
+    headers: dict[str, str] | None = None,
+    *,
+    reason: str = "OK",
+    raw_header: str = "",
+    gzip: bool = False,
+) -> Answer:
+    """An answer that repeats the key it was sent: each ``{key}`` in it becomes the key.
+
+    ``raw_header`` is a header line written as it is, well-formed or not.
+    """
+
+    def answer(head: bytes) -> bytes:
+        key = sent_key(head)
+        data = body.replace("{key}", key).encode()
+        named = {name: value.replace("{key}", key) for name, value in (headers or {}).items()}
+        if gzip:
+            data, named = gzip_module.compress(data), {**named, "Content-Encoding": "gzip"}
+        if raw_header:
+            named[raw_header.replace("{key}", key)] = "\0"  # http() writes "name: value"
+        text = http(str(status).replace("{key}", key), data, named, reason=reason.replace("{key}", key))
+        return text.replace(b": \0\r\n", b"\r\n")
+
+    return answer
+
+
+def with_key_as(section: str, name: str) -> str:
+    """The usage answer with the key where a value belongs (the error names the bad value)."""
+    body = seed_usage(ORG, KEY)
+    body[section][name] = "{key}"
+    return json.dumps(body)
+
+
+def not_http(head: bytes) -> bytes:
+    return b"SSH-2.0-OpenSSH_9.6 " + sent_key(head).encode() + b"\r\n\r\n"
+
+
+def chunk_size_of_the_key(head: bytes) -> bytes:
+    return http(200, b"", {"Transfer-Encoding": "chunked"}).replace(b"Content-Length: 0\r\n", b"") + (
+        sent_key(head).encode() + b"\r\n{}\r\n0\r\n\r\n"
+    )
+
+
+ENVELOPE = {"success": False, "error": {
+    "code": "INVALID_API_KEY", "message": "Invalid API key {key}", "system_message": "{key}",
+    "details": {"api_key": "{key}", "nested": [{"key": "{key}"}]}, "trace_id": "{key}", "status": 401}}
+ECHOES: list[tuple[str, Answer]] = [
+    ("reason phrase of a 401", echo(401, reason="Invalid API key {key}")),
+    ("reason phrase of a 503", echo(503, reason="Unavailable for {key}")),
+    ("reason phrase of a 200 that is not JSON", echo(200, "nope", reason="OK {key}")),
+    ("a 200 that is not JSON", echo(200, HTML)),
+    ("a 200 that is not JSON, gzipped", echo(200, "x {key} y", gzip=True)),
+    ("a 200 with the key as a count", echo(200, with_key_as("usage", "totalRequests"))),
+    ("a 200 with the key as money", echo(200, with_key_as("usage", "totalCost"))),
+    ("a 200 with the key as a status", echo(200, with_key_as("limit", "status").replace('"{key}"', "7"))),
+    ("a 200 with an error envelope", echo(200, json.dumps(ENVELOPE))),
+    ("a 401 envelope", echo(401, json.dumps(ENVELOPE))),
+    ("a 422 FastAPI detail", echo(422, json.dumps({"detail": [{"loc": ["x", "{key}"], "msg": "{key}"}]}))),
+    ("a 404 with plain text", echo(404, "no such key {key}")),
+    ("a 500 with HTML", echo(500, HTML)),
+    ("a 500 with HTML, gzipped", echo(500, HTML, gzip=True)),
+    ("a 502 with the key across the error page cap", echo(502, "x" * (64 * KiB - 10) + "{key}" * 3)),
+    ("a redirect to a URL with the key", echo(302, "", {"Location": "https://evil.example/?k={key}"})),
+    ("a 500 with the key in headers", echo(500, "", {"X-Echo": "{key}", "WWW-Authenticate": "Key {key}"})),
+    ("a 429 with the key as Retry-After", echo(429, "", {"Retry-After": "{key}"})),
+    ("a status line that is not one", echo("2x0", "{}", reason="{key}")),
+    ("a status code of the key", echo("{key}", "{}")),
+    ("a 100 kB status line with the key", echo(200, "{}", reason="{key}" * 3000)),
+    ("a header name with the key and a space", echo(200, "{}", raw_header="X-Bad {key}: 1")),
+    ("a header name with the key and brackets", echo(200, "{}", raw_header="[{key}]: 1")),
+    ("a header line without a colon", echo(200, "{}", raw_header="{key}")),
+    ("a 100 kB header with the key", echo(200, "{}", raw_header="X-Junk: " + "j" * 100_000 + "{key}")),
+    ("a 100 kB header name of keys", echo(200, "{}", raw_header="{key}" * 3000 + ": 1")),
+    ("a Content-Length of the key", echo(200, "{}", raw_header="Content-Length: {key}")),
+    ("a Content-Encoding of the key", echo(200, "{}", raw_header="Content-Encoding: {key}")),
+    ("a Transfer-Encoding of the key", echo(200, "{}", raw_header="Transfer-Encoding: {key}")),
+    ("a chunk size of the key", chunk_size_of_the_key),
+    ("not HTTP, with the key", not_http),
+]
+
+
+def holders_of(root: object, secret: str = SECRET) -> list[str]:
+    """Where ``root`` (an exception, and all it holds or is chained to) carries ``secret`` or a
+    piece of it: the path to every such text.
+
+    Walks strings, bytes, containers, attributes (``vars``), ``args``, ``__cause__``,
+    ``__context__``, ``__notes__``, and the ``str`` and ``repr`` of every exception.
+    """
+    pieces = [secret[i : i + PIECE] for i in range(len(secret) - PIECE + 1)]
+    found: list[str] = []
+    seen: set[int] = set()
+    todo: list[tuple[str, object]] = [("error", root)]
+    while todo:
+        where, item = todo.pop()
+        if id(item) in seen or item is None or isinstance(item, (int, float)):
+            continue
+        seen.add(id(item))
+        if isinstance(item, bytes):
+            item = item.decode("latin-1")
+        if isinstance(item, str):
+            if any(piece in item for piece in pieces):
+                found.append(where)
+        elif isinstance(item, dict):
+            todo += [(f"{where}[{k!r}]", v) for k, v in item.items()] + [(f"{where}.keys()", list(item))]
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            todo += [(f"{where}[{i}]", v) for i, v in enumerate(item)]
+        else:
+            if isinstance(item, BaseException):
+                todo += [(f"{where}.args", item.args), (f"{where}.__cause__", item.__cause__),
+                         (f"{where}.__context__", item.__context__),
+                         (f"{where}.__notes__", getattr(item, "__notes__", None)),
+                         (f"str({where})", str(item)), (f"repr({where})", repr(item))]
+            todo += [(f"{where}.{name}", value) for name, value in getattr(item, "__dict__", {}).items()]
+    return sorted(found)
+
+
+def assert_no_key(error: BaseException) -> None:
+    assert holders_of(error) == []
+    copy = pickle.loads(pickle.dumps(error))
+    assert holders_of(copy) == []
+    assert holders_of(pickle.dumps(error)) == []
+    assert holders_of("".join(traceback.format_exception(error))) == []
+
+
+def test_the_search_finds_the_key_and_its_pieces_wherever_they_hide() -> None:
+    # The search must see what it is meant to see, or the tests below prove nothing.
+    error = APIConnectionError("fine")
+    error.__context__ = ValueError("x", {"deep": [SECRET.encode()]})
+    error.extra = {SECRET[5:20]: 1}  # type: ignore[attr-defined]
+    assert holders_of(error) == [
+        "error.__context__.args[1]['deep'][0]", "error.extra.keys()[0]",
+        "repr(error.__context__)", "str(error.__context__)",
+    ]
+    assert holders_of(APIConnectionError("fine", attempts=3)) == []
+    assert holders_of(pickle.dumps(APIConnectionError(SECRET))) == ["error"]
+
+
+@pytest.mark.parametrize("answer", [e[1] for e in ECHOES], ids=[e[0] for e in ECHOES])
+async def test_no_exception_holds_the_key_a_server_sends_back(
+    answer: Answer, waits: list[RecordedWait]
+) -> None:
+    async with raw_server(answer) as server, FreddyClient(SECRET, base_url=server.base_url,
+                                                          max_retries=1) as client:
+        with pytest.raises(FreddyError) as info:
+            await get_usage(client)
+    assert_no_key(info.value)
+
+
+async def test_the_key_echoed_in_a_listing_reaches_no_batch_error(waits: list[RecordedWait]) -> None:
+    # The listing names a key whose ID is the API key and a slash: that key's month fails.
+    listing = json.dumps({"keys": [{**json.loads(KEYS)["keys"][0], "id": "{key}/x"}], "total": 1,
+                          "page": 1, "page_size": 100})
+    async with raw_server(echo(200, listing)) as server, FreddyClient(SECRET, base_url=server.base_url,
+                                                                      max_retries=0) as client:
+        reports = [r async for r in client.iter_api_key_usage(ORG, months=["2025-11"])]
+    assert len(reports) == 1 and isinstance(reports[0], KeyUsageReport)
+    errors = list(reports[0].errors.values())
+    assert [type(e) for e in errors] == [ResponseValidationError]
+    assert_no_key(errors[0])
+
+
+async def test_a_body_that_is_not_json_is_not_chained_to_the_decoders_error(
+    waits: list[RecordedWait],
+) -> None:
+    # json.JSONDecodeError keeps the whole body as ``doc``: chained, it would outlive the answer.
+    error = await call(always(http(200, b"<html>" + b"x" * 50_000)), get_usage)
+    assert type(error) is ResponseValidationError
+    assert error.__context__ is None and error.__cause__ is None
+
+
+def test_the_redactor_cuts_the_key_and_its_pieces_only() -> None:
+    redact = Redactor(SECRET)
+    assert redact.text(f"a {SECRET} b {SECRET}") == "a [redacted] b [redacted]"
+    assert redact.data(f"<p>{SECRET}</p>".encode()) == b"<p>[redacted]</p>"
+    # An excerpt may cut the key anywhere: pieces of 8 characters or more go too.
+    assert redact.excerpt(f"b'{SECRET[-12:]} {SECRET[:9]}...'") == "b'[redacted] [redacted]...'"
+    assert redact.excerpt(f"x\n\n  {SECRET[:7]}") == f"x {SECRET[:7]}"
+    assert redact.excerpt("y" * 1000, limit=50) == "y" * 49 + "…"
+    # A key too short to tell from ordinary words (a test's "k") is left alone.
+    assert Redactor("k").text("ok k") == "ok k" and Redactor("k").excerpt("kkkkkkkkk k") == "kkkkkkkkk k"
