@@ -8,6 +8,8 @@ that is not one, or a header name that is not a token.
   memory and whitespace padding is no way around the cap.
 - Secrets: whatever a server sends back (reason phrase, body, headers, bytes that are not HTTP),
   no exception the client raises, nor anything chained to it, holds the API key.
+- Refused connections: the default retries of a connection error span at least 3 s, so a server
+  that restarts within a second or two is reached; a 5xx keeps full jitter.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import functools
 import gzip as gzip_module
 import json
 import pickle
+import random
 import re
+import socket
 import traceback
 import tracemalloc
 import zlib
@@ -39,6 +43,7 @@ from freddy_async import (
     InternalServerError,
     KeyUsageReport,
     ResponseValidationError,
+    _clock,
 )
 from freddy_async._errors import Redactor
 from freddy_async.testing import RecordedWait
@@ -465,3 +470,72 @@ def test_the_redactor_cuts_the_key_and_its_pieces_only() -> None:
     assert redact.excerpt("y" * 1000, limit=50) == "y" * 49 + "…"
     # A key too short to tell from ordinary words (a test's "k") is left alone.
     assert Redactor("k").text("ok k") == "ok k" and Redactor("k").excerpt("kkkkkkkkk k") == "kkkkkkkkk k"
+
+
+# -- refused connections: retries that outlast a restart --------------------------------------
+
+
+def refusing_port() -> int:
+    """A loopback port nothing listens on (until a test starts a server there)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def retry_waits(waits: list[RecordedWait]) -> list[float]:
+    return [w.seconds for w in waits if w.kind == "retry"]
+
+
+SEEDS = range(12)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+async def test_the_retries_of_a_refused_connection_span_three_seconds(
+    seed: int, waits: list[RecordedWait]
+) -> None:
+    random.seed(seed)
+    async with FreddyClient("k", base_url=f"http://127.0.0.1:{refusing_port()}") as client:
+        with pytest.raises(APIConnectionError) as info:
+            await get_usage(client)
+    assert info.value.attempts == 4  # the default 3 retries
+    spent = retry_waits(waits)
+    assert len(spent) == 3
+    assert sum(spent) >= 3.0, spent
+    # Still jittered, and still growing: doubling from 0.5-1 s ("equal jitter" on twice the base).
+    assert [0.5 <= spent[0] <= 1, 1 <= spent[1] <= 2, 2 <= spent[2] <= 4] == [True] * 3, spent
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+async def test_a_server_back_after_one_second_is_reached(seed: int, waits: list[RecordedWait]) -> None:
+    random.seed(seed)
+    port = refusing_port()
+    done = asyncio.Event()
+
+    async def restart() -> None:
+        await _clock.sleep(1.0, "restart")  # one second of the test's virtual time
+        async with raw_server(always(http(200, USAGE)), port=port):
+            await done.wait()
+
+    restarting = asyncio.create_task(restart())
+    try:
+        async with FreddyClient("k", base_url=f"http://127.0.0.1:{port}") as client:
+            usage = await get_usage(client)
+    finally:
+        done.set()
+        await restarting
+    assert usage.api_key_id == KEY
+    assert sum(retry_waits(waits)) >= 1.0
+
+
+async def test_a_5xx_keeps_full_jitter(waits: list[RecordedWait]) -> None:
+    # An answer came: the server is up, and tasks that failed together should spread out at once.
+    firsts = []
+    for seed in SEEDS:
+        random.seed(seed)
+        waits.clear()
+        error = await call(always(http(503, b"")), get_usage)
+        assert type(error) is InternalServerError and error.attempts == 4
+        firsts.append(retry_waits(waits)[0])
+    assert all(0 <= wait <= 0.5 for wait in firsts)
+    assert min(firsts) < 0.25  # below the floor a connection error gets
