@@ -107,7 +107,7 @@ async def _read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
         size += len(chunk)
         if size > limit:
             if response.status < 300:
-                raise ResponseValidationError(f"the answer is larger than {limit} bytes; refused")
+                raise ResponseValidationError(f"the answer is larger than {limit} bytes decoded; refused")
             chunks.append(chunk[: len(chunk) - (size - limit)])
             break
         chunks.append(chunk)
