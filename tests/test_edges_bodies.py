@@ -85,10 +85,13 @@ def http(
     *,
     reason: str = "OK",
     chunked: bool = False,
+    raw_header: str = "",
 ) -> bytes:
-    """One HTTP/1.1 answer as bytes, ``status`` and ``reason`` written as given."""
+    """One HTTP/1.1 answer as bytes, ``status``, ``reason`` and ``raw_header`` (a header line,
+    well-formed or not) written as given."""
     lines = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json", "Connection: close"]
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    lines += [raw_header] if raw_header else []
     if chunked:
         step = 64 * KiB
         payload = b"".join(
@@ -297,10 +300,7 @@ def echo(
     raw_header: str = "",
     gzip: bool = False,
 ) -> Answer:
-    """An answer that repeats the key it was sent: each ``{key}`` in it becomes the key.
-
-    ``raw_header`` is a header line written as it is, well-formed or not.
-    """
+    """An answer (see :func:`http`) that repeats the key it was sent: each ``{key}`` becomes the key."""
 
     def answer(head: bytes) -> bytes:
         key = sent_key(head)
@@ -308,10 +308,8 @@ def echo(
         named = {name: value.replace("{key}", key) for name, value in (headers or {}).items()}
         if gzip:
             data, named = gzip_module.compress(data), {**named, "Content-Encoding": "gzip"}
-        if raw_header:
-            named[raw_header.replace("{key}", key)] = "\0"  # http() writes "name: value"
-        text = http(str(status).replace("{key}", key), data, named, reason=reason.replace("{key}", key))
-        return text.replace(b": \0\r\n", b"\r\n")
+        return http(str(status).replace("{key}", key), data, named, reason=reason.replace("{key}", key),
+                    raw_header=raw_header.replace("{key}", key))
 
     return answer
 
