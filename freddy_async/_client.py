@@ -28,6 +28,7 @@ from ._errors import (
     FreddyError,
     PermissionDeniedError,
     RateLimitError,
+    Redactor,
     ResponseValidationError,
     error_from_response,
 )
@@ -54,8 +55,6 @@ BASE_URL_ENV = "FREDDY_BASE_URL"
 USER_AGENT = f"freddy-async/{__version__}"
 
 _MAX_ID_LENGTH = 256
-# A shorter "key" (a test's "k") would be found inside ordinary words.
-_MIN_REDACTED = 6
 # Path-unsafe or invisible characters: '/', '?', '#', '\', any whitespace or control character,
 # and lone surrogates (a JSON body may hold "\ud800"), which no URL can encode.
 _BAD_ID_CHARS = re.compile(r"[/?#\\\s\x00-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -297,6 +296,7 @@ class FreddyClient:
             "User-Agent": USER_AGENT,
             "Accept": "application/json",
         }
+        self._redactor = Redactor(api_key)
         self._timeout = float(timeout)
         self._policy = RetryPolicy(max_retries=max_retries, deadline=float(retry_deadline))
         self._first_timeout = first_timeout(self._policy, self._timeout)
@@ -484,6 +484,11 @@ class FreddyClient:
                     else aiohttp.ClientTimeout(total=timeout)
                 ),
                 path=call.path,
+                redact=self._redactor,
+                # A usage answer is under 2 KB; the daily and listing pages may be far larger.
+                max_body=(
+                    _transport.MAX_USAGE_BYTES if call.into is ApiKeyUsage else _transport.MAX_PAGE_BYTES
+                ),
             )
         except FreddyError:
             call.pacer.unanswered()
@@ -539,8 +544,7 @@ class FreddyClient:
 
     def _redact(self, text: str) -> str:
         # A server may repeat the key in an error answer, and exceptions end up in logs.
-        key = self._headers["X-API-Key"]
-        return text.replace(key, "[redacted]") if len(key) >= _MIN_REDACTED and key in text else text
+        return self._redactor.text(text)
 
     # -- endpoints -----------------------------------------------------------------------------
 

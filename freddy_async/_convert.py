@@ -82,11 +82,12 @@ def parse_json(raw: bytes | str) -> Any:
             text = raw.decode(encoding, "surrogatepass")
         return _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-        shown = clip(text, 80) if text.strip() else "an empty body"
-        raise ResponseValidationError(
-            f"the answer is not valid JSON ({exc.__class__.__name__}): {shown}", body=text[:4096]
-        ) from None
+        problem = exc.__class__.__name__
+    # Raised out here, not in the except block: the decoder's error would be chained to it as
+    # ``__context__``, holding the whole body (its ``doc``) for as long as the error lives.
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    shown = clip(text, 80) if text.strip() else "an empty body"
+    raise ResponseValidationError(f"the answer is not valid JSON ({problem}): {shown}", body=text[:4096])
 
 
 # -- scalar hooks ------------------------------------------------------------------------------

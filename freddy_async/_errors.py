@@ -16,7 +16,10 @@ The tree::
     └── ResponseValidationError        a 2xx body that is not JSON or does not fit the model
 
 Every exception carries ``attempts``: how many times the request was sent before it was raised.
-None of them ever holds the API key: requests are described by method and URL only.
+None of them ever holds the API key: requests are described by method and URL only, and what a
+server sends back (body, reason phrase, a broken status line or header quoted by aiohttp) goes
+through a :class:`Redactor` before any exception is built from it, so an answer that repeats the
+key cannot smuggle it into a message, an attribute or a chained exception.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "Redactor",
     "ResponseValidationError",
     "UnprocessableEntityError",
     "error_from_response",
@@ -43,6 +47,11 @@ __all__ = [
 
 # Error pages from proxies can be large HTML documents; a message needs only their start.
 _MAX_TEXT = 200
+REDACTED = "[redacted]"
+# A shorter "secret" (a test's "k") would be found inside ordinary words.
+_MIN_SECRET = 6
+# A piece of the secret this long is redacted from an excerpt, which may cut the secret anywhere.
+_MIN_FRAGMENT = 8
 
 
 class FreddyError(Exception):
@@ -168,6 +177,52 @@ class ResponseValidationError(FreddyError):
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class Redactor:
+    """Cuts one secret (the API key) out of what a server sent back, before an error holds it.
+
+    :meth:`text` and :meth:`data` replace every whole copy of the secret; :meth:`excerpt` also
+    every piece of it of 8 characters or more, for text that may cut the secret anywhere (aiohttp
+    quotes at most 100 bytes of a line it cannot parse, or the part of a line in one read).
+    """
+
+    __slots__ = ("_data", "_text")
+
+    def __init__(self, secret: str) -> None:
+        self._text = secret if len(secret) >= _MIN_SECRET else ""
+        self._data = self._text.encode()
+
+    def text(self, text: str) -> str:
+        """``text`` with every copy of the secret replaced by ``[redacted]``."""
+        secret = self._text
+        return text.replace(secret, REDACTED) if secret and secret in text else text
+
+    def data(self, data: bytes) -> bytes:
+        """``data`` (a body as it came) with every copy of the secret replaced."""
+        secret = self._data
+        return data.replace(secret, REDACTED.encode()) if secret and secret in data else data
+
+    def excerpt(self, text: str, limit: int = _MAX_TEXT) -> str:
+        """``text`` quoted from a broken answer: on one line, clipped, and no piece of the secret."""
+        text = " ".join(text[: 10 * limit].split())  # bounds the search below
+        secret = self._text
+        size = min(_MIN_FRAGMENT, len(secret))
+        if not secret:
+            return clip(text, limit)
+        parts = []
+        start = i = 0
+        while i + size <= len(text):
+            if text[i : i + size] not in secret:
+                i += 1
+                continue
+            end = i + size
+            while end < len(text) and text[i : end + 1] in secret:
+                end += 1
+            parts += [text[start:i], REDACTED]
+            start = i = end
+        parts.append(text[start:])
+        return clip("".join(parts), limit)
 
 
 _STATUS_CLASSES: dict[int, type[APIStatusError]] = {

@@ -6,6 +6,17 @@ not fit the model, a TLS certificate that does not verify, a cancelled task. A 4
 failure at all: the client waits it out as flow control before a call ever gets here (see
 ``_ratelimit``). A call stops after ``max_retries`` retries or when the next wait would pass its
 deadline, whichever comes first, and raises the last error.
+
+How long a retry waits (a ``Retry-After`` aside, which is honoured up to ``max_retry_after``):
+
+- after an answer (408, 5xx), *full jitter*: uniformly 0 to ``initial_backoff * 2**n`` (0-0.5 s,
+  0-1 s, 0-2 s, ... up to ``max_backoff``). The server is up; tasks that failed together spread
+  out at once.
+- after no answer (refused, reset, cut short, timed out), *equal jitter on twice the base*:
+  uniformly half to all of ``2 * initial_backoff * 2**n`` (0.5-1 s, 1-2 s, 2-4 s, ...). A server
+  that is restarting takes seconds to come back, and full jitter could spend all three default
+  retries within a second of the first refusal; with this floor they span at least 3.5 s, still
+  spread out by up to as much again.
 """
 
 from __future__ import annotations
@@ -99,8 +110,11 @@ async def call_with_retries(
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             return float(min(retry_after, policy.max_retry_after))
-        ceiling = min(policy.max_backoff, policy.initial_backoff * 2 ** (state.attempt_number - 1))
-        return random.uniform(0, ceiling)  # full jitter: spreads out tasks that failed together
+        base = policy.initial_backoff * 2 ** (state.attempt_number - 1)
+        if isinstance(exc, APIConnectionError):
+            ceiling = min(policy.max_backoff, 2 * base)
+            return random.uniform(ceiling / 2, ceiling)  # equal jitter: see the module docstring
+        return random.uniform(0, min(policy.max_backoff, base))  # full jitter
 
     def stop(state: RetryCallState) -> bool:
         if state.attempt_number > policy.max_retries:

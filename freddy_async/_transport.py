@@ -3,6 +3,11 @@
 Every failure to get an answer becomes an :class:`APIConnectionError` (or :class:`APITimeoutError`)
 raised outside aiohttp's ``except`` block, so it has no ``__context__``: aiohttp's exceptions keep
 the request, and with it the ``X-API-Key`` header.
+
+Whatever the server sent that could end up in an exception is redacted here, the one place it is
+read: the body, the reason phrase, and the excerpt of a broken answer that aiohttp's error quotes
+(a server may send the key back in any of them). Headers are handed on as they came: only numbers
+are read from them, and a redirect's ``Location``, which the client redacts when it shows it.
 """
 
 from __future__ import annotations
@@ -15,12 +20,18 @@ import attrs
 from yarl import URL
 
 from . import _clock
-from ._errors import APIConnectionError, APITimeoutError, FreddyError, ResponseValidationError
+from ._errors import APIConnectionError, APITimeoutError, FreddyError, Redactor, ResponseValidationError
 
-__all__ = ["MAX_BODY_BYTES", "Answer", "get"]
+__all__ = ["MAX_PAGE_BYTES", "MAX_USAGE_BYTES", "Answer", "get"]
 
-# An answer larger than this is not one of this API's bodies; refuse it rather than buffer it.
-MAX_BODY_BYTES = 8 * 1024 * 1024
+# The largest decoded body each kind of answer may have: far above any honest one, and small
+# enough that parsing a hostile one at the cap blocks the event loop for milliseconds, not the
+# quarter of a second 8 MiB took. A usage answer is under 2 KB (64 KiB of JSON: under 2 ms); a
+# daily page (31 days) or a page of 100 keys is tens of KB (1 MiB of JSON: 15 to 40 ms).
+MAX_USAGE_BYTES = 64 * 1024
+MAX_PAGE_BYTES = 1024 * 1024
+# An error page only feeds a clipped message and the first 4 KB of ``body``.
+_MAX_ERROR_PAGE_BYTES = 64 * 1024
 
 
 @attrs.frozen
@@ -40,13 +51,19 @@ async def get(
     headers: Mapping[str, str] | None,
     timeout: aiohttp.ClientTimeout,
     path: str,
+    redact: Redactor,
+    max_body: int = MAX_PAGE_BYTES,
 ) -> Answer:
-    """GET ``url``; ``path`` names the request in errors (never the URL's query or the key).
+    """GET ``url``; ``path`` names the request in errors (never the URL's query or the key), and
+    ``redact`` cuts the key out of what comes back.
+
+    The body is read decoded (gzip, deflate, ...) and counted as such: ``max_body`` bounds what
+    a body may inflate to, not what it weighs on the wire. An error page past the cap is cut.
 
     Raises:
         APIConnectionError: no answer (refused, reset, cut short, TLS); ``APITimeoutError``
             when none came within ``timeout``.
-        ResponseValidationError: a 2xx body larger than :data:`MAX_BODY_BYTES`.
+        ResponseValidationError: a 2xx body that decodes to more than ``max_body`` bytes.
     """
     failure: FreddyError | None = None
     with _clock.io():
@@ -57,34 +74,41 @@ async def get(
                 timeout=timeout,
                 allow_redirects=False,  # a redirect would carry the API key elsewhere
             ) as response:
-                length = response.content_length
-                if length is not None and length <= MAX_BODY_BYTES:
-                    body = await response.read()
-                else:
-                    body = await _read_body_bounded(response)
-                return Answer(response.status, response.headers, body, response.reason)
+                body = redact.data(await _read_body(response, max_body))
+                reason = response.reason and redact.text(response.reason)
+                return Answer(response.status, response.headers, body, reason)
         except asyncio.TimeoutError:
             failure = APITimeoutError(f"GET {path}: no answer within {timeout.total:.3g} s")
         except aiohttp.ClientConnectorCertificateError as exc:
             # Another attempt would meet the same certificate: fail at once.
             failure = APIConnectionError(
-                f"GET {path}: TLS certificate does not verify: {exc.certificate_error}",
+                f"GET {path}: TLS certificate does not verify: {redact.excerpt(str(exc.certificate_error))}",
                 retryable=False,
             )
         except aiohttp.ClientError as exc:
-            failure = APIConnectionError(f"GET {path}: {type(exc).__name__}: {exc}")
+            # A broken status line or header is quoted in the error: the server's bytes, the key's too.
+            failure = APIConnectionError(f"GET {path}: {type(exc).__name__}: {redact.excerpt(str(exc), 300)}")
     raise failure
 
 
-async def _read_body_bounded(response: aiohttp.ClientResponse) -> bytes:
-    """Read a body of unknown or excessive length, refusing (or cutting) it past the limit."""
+async def _read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """Read the decoded body, refusing a 2xx (or cutting an error page) past ``limit`` bytes.
+
+    Never ``response.read()``: it inflates a compressed body whole, whatever its size, and
+    Content-Length counts the compressed bytes. ``content`` hands over what aiohttp has
+    decompressed so far, a buffer's worth at a time, so a gzip bomb is stopped after ``limit``.
+    """
+    if response.status >= 300:
+        limit = min(limit, _MAX_ERROR_PAGE_BYTES)
+    content = response.content
     chunks = []
     size = 0
-    async for chunk in response.content.iter_chunked(64 * 1024):
+    while chunk := await content.readany():
         size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            if response.status >= 300:
-                break  # an error page only feeds a clipped message: its start is enough
-            raise ResponseValidationError(f"the answer is larger than {MAX_BODY_BYTES} bytes; refused")
+        if size > limit:
+            if response.status < 300:
+                raise ResponseValidationError(f"the answer is larger than {limit} bytes decoded; refused")
+            chunks.append(chunk[: len(chunk) - (size - limit)])
+            break
         chunks.append(chunk)
     return b"".join(chunks)
