@@ -23,7 +23,8 @@ from .._client import FreddyClient
 from .._models import ApiKeyLimit
 from .._periods import YearMonth
 from ._console import Redacting
-from ._output import chf, csv_text, json_text, plain, plural, render
+from ._output import chf, clip, csv_text, json_text, plain, plural, render
+from ._safe import for_terminal
 
 __all__ = ["KeyCosts", "add_parser", "costs_months", "fetch_costs", "summary_line", "write_costs"]
 
@@ -115,7 +116,7 @@ def _write_csv(keys: Sequence[KeyCosts], months: Sequence[YearMonth], out: Redac
     for key in sorted(keys, key=lambda k: k.api_key_id):
         # A month whose answer did not list the key is left empty: unknown is not zero.
         cells = [csv_text(key.months[m].current_usage) if m in key.months else "" for m in months]
-        writer.writerow([key.api_key_id, key.name, *cells, csv_text(key.total)])
+        writer.writerow([csv_text(key.api_key_id), csv_text(key.name), *cells, csv_text(key.total)])
 
 
 def _record(month: YearMonth, entry: ApiKeyLimit) -> dict[str, Any]:
@@ -147,12 +148,6 @@ def _write_records(
         out.write("[]\n")
 
 
-def _printable(text: str) -> str:
-    # Names, IDs and statuses come from the server: no control character of theirs reaches
-    # the terminal.
-    return "".join(c if c.isprintable() else "?" for c in text)
-
-
 def _table(keys: Sequence[KeyCosts], months: Sequence[YearMonth], org_id: str, top: int | None) -> list[str]:
     ranked = _by_cost(keys)
     shown, rest = (ranked[:top], ranked[top:]) if top is not None else (ranked, [])
@@ -166,12 +161,11 @@ def _table(keys: Sequence[KeyCosts], months: Sequence[YearMonth], org_id: str, t
 
     rows: list[list[str]] = []
     for key in shown:
-        name = _printable(key.name)
-        if len(name) > _NAME_WIDTH:
-            name = name[: _NAME_WIDTH - 1] + "~"
+        name = clip(key.name, _NAME_WIDTH)
         cells = money([key.months[m].current_usage if m in key.months else None for m in months])
-        status = _printable(str(plain(key.months[last].status))) if last in key.months else "-"
-        rows.append([_printable(key.api_key_id), name, *cells, chf(key.total), status])
+        # Server text: render() shows its control characters escaped.
+        status = str(plain(key.months[last].status)) if last in key.months else "-"
+        rows.append([key.api_key_id, name, *cells, chf(key.total), status])
     if rest:
         rows.append([f"({plural(len(rest), 'more key')})", "", *money(month_sums(rest)),
                      chf(sum((k.total for k in rest), Decimal(0))), ""])
@@ -179,7 +173,7 @@ def _table(keys: Sequence[KeyCosts], months: Sequence[YearMonth], org_id: str, t
     total = sum((k.total for k in keys), Decimal(0))
     rows.append([f"TOTAL ({plural(len(keys), 'key')})", "", *money(month_sums(keys)), chf(total), ""])
     period = str(months[0]) if len(months) == 1 else f"{months[0]}..{last}"
-    title = f"API key cost of {_printable(org_id)}, {period} ({plural(len(months), 'month')}), in CHF"
+    title = f"API key cost of {for_terminal(org_id)}, {period} ({plural(len(months), 'month')}), in CHF"
     headers = ["KEY ID", "NAME", *map(str, months), "TOTAL", f"LIMIT {last}"]
     right = set(range(2, 3 + len(months)))
     return [title, "", *render(headers, rows, right)]

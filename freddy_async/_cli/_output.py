@@ -27,6 +27,7 @@ __all__ = [
     "USAGE_COLUMNS",
     "ReportWriter",
     "chf",
+    "clip",
     "error_fields",
     "report_writer",
     "write_daily",
@@ -334,7 +335,7 @@ class _TableReport:
         for report in reports:
             key_synapses = math.fsum(u.usage.total_synapses for u in report.usage)
             key_neurons = math.fsum(u.usage.total_neurons for u in report.usage)
-            name = _clip(report.usage[-1].api_key_name, _NAME_WIDTH) if report.usage else ""
+            name = clip(report.usage[-1].api_key_name, _NAME_WIDTH) if report.usage else ""
             if report.usage:
                 figures = [
                     f"{report.total_requests:,}", chf(report.total_cost), _count(key_synapses),
@@ -362,7 +363,7 @@ class _TableReport:
         self._out.flush()
 
 
-def _clip(text: str, width: int) -> str:
+def clip(text: str, width: int) -> str:
     """``text`` shown on a terminal in at most ``width`` columns, cut with ``~``, never inside an
     escape such as ``\\x1b``."""
     shown = for_terminal(text)
