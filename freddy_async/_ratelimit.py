@@ -45,6 +45,11 @@ _BACK_OFF = 0.75
 _CREEP = 1.008
 _FIRST_CREEP = 1.05
 _HORIZON = 60.0
+# Another consumer of a quota renewed a request at a time: our share of it, cut at each 429 that
+# says the room went elsewhere, and given back slowly.
+_SHARE_BACK_OFF = 0.8
+_SHARE_CREEP = 1.002
+_MIN_SHARE = 0.25
 # The Date header counts whole seconds: a smaller difference from our clock is its rounding.
 _SKEW_NOISE = 1.5
 # The API documents its limit per minute: the window of a quota no answer has shown yet.
@@ -84,6 +89,7 @@ class OrgPacer:
         self._remaining = 0.0  # as the last answer said, for telling a renewed window
         self._renews_whole: bool | None = None  # a fixed window, or a bucket or sliding window
         self._last_send = 0.0
+        self._share = 1.0  # of a quota renewed a request at a time, what others leave to us
         self._skew = 0.0
         self._adaptive_rate: float | None = None
         # Up fast from a first estimate (it may be far too low, measured across a pause), then,
@@ -182,7 +188,7 @@ class OrgPacer:
         if self._renews_whole is not False or not self._limit:
             return self._reset_at
         window = self._quota_window or _DOCUMENTED_WINDOW
-        due = max(self._last_send + window / self._limit, self._reset_at - 1)
+        due = max(self._last_send + window / (self._limit * self._share), self._reset_at - 1)
         return min(self._reset_at, max(due, now))
 
     def _interval(self, now: float) -> float:
@@ -192,7 +198,7 @@ class OrgPacer:
         if self._limit and window:
             # Never faster than the quota over its window, whatever a budget would allow: a
             # sliding window or a bucket renews one request at a time, not all at once.
-            spread = window / self._limit
+            spread = window / (self._limit * self._share)
         # What is left, spread over the time left; not in a window that slides, whose
         # whole-second resets would spread it too thin (its quota comes back one at a time).
         if self._budget is not None and self._reset_at > now and (self._renews_whole or not spread):
@@ -235,6 +241,8 @@ class OrgPacer:
                     self._in_flight_cap = None
         if info.has_budget:
             self._learn_budget(info, now)
+            if status < 400:
+                self._share = min(1.0, self._share * _SHARE_CREEP)
         elif status < 400 and not self._budget_seen:
             self._granted.append(now)
             while self._granted[0] < now - _HORIZON:
@@ -289,6 +297,9 @@ class OrgPacer:
         if wait is None:
             wait = info.reset if info.reset is not None and info.has_budget else _FIRST_PAUSE
         wait = min(max(wait, self._escalation(now)), MAX_WAIT)
+        if self._renews_whole is False:
+            # The room a quota renewed a request at a time had went to another consumer of it.
+            self._share = max(_MIN_SHARE, self._share * _SHARE_BACK_OFF)
         if not info.has_budget and not self._budget_seen and now >= self._paused_until:
             self._slow_down(now, wait)
         until = now + wait

@@ -59,11 +59,15 @@ async def test_a_batch_meets_the_limit_at_its_rate(algorithm: str, dialect: str,
     if dialect == "none":
         assert share_429 <= 0.10
         assert taken <= 1.3 * ideal
-    else:
-        # Another consumer can take the last room of a window between our answer and our next
-        # request: a few 429s are left where the quota is shared (see benchmarks/RESULTS.md).
-        assert share_429 <= (0.01 if not shared else 0.05)
+    elif not shared:
+        assert share_429 <= 0.01
         assert taken <= 1.05 * ideal
+    else:
+        # Another consumer can take the room our pace counted on between an answer and our next
+        # request: a quota renewed a request at a time (a bucket, a sliding window) shows that
+        # only by a 429, after which the client leaves the other consumer more.
+        assert share_429 <= 0.02
+        assert taken <= 1.15 * ideal
 
 
 @pytest.mark.parametrize(
@@ -97,6 +101,18 @@ async def test_the_documented_limit_100_a_minute() -> None:
     # At most the second request of the first wave, sent before the first budget came back.
     assert server.rate_limited_count <= 1
     assert taken <= 36 * 1.05  # 60 months at 100 a minute
+
+
+async def test_the_documented_limit_shared_with_another_consumer() -> None:
+    # 100 a minute in a bucket of 1.67, a quarter of it used by another service of the
+    # organization: its tokens come every 0.8 s and the whole-second resets cannot say when.
+    server = FakeFreddyServer(keys=15, requests_per_minute=100, rate_limit_burst=1.67, shared_quota=0.25)
+    with instant_retries():
+        async with server:
+            taken, failed, fetched = await run_batch_of(server, server.key_ids, MONTHS)
+    assert (failed, fetched) == (0, 60)
+    assert server.rate_limited_count <= 3
+    assert taken <= 1.1 * 60 / (100 / 60 * 0.75)
 
 
 async def test_a_spent_key_costs_only_its_own_months() -> None:
