@@ -260,10 +260,15 @@ class OrgPacer:
         same_window = (
             self._renews_whole is not False and info.remaining <= self._remaining and self._reset_at > now
         )
-        if self._renews_whole is None and self._budget_seen and now >= self._reset_at and info.limit:
-            # The first answer after a reset tells how the quota renews: all at once (a fixed
-            # window) or a request at a time (a bucket, a sliding window).
-            self._renews_whole = info.remaining >= info.limit / 2
+        if self._renews_whole is None and info.limit and (
+            not self._budget_seen or now >= self._reset_at
+        ):
+            # How the quota renews: all at once (a fixed window) or a request at a time (a
+            # bucket, a sliding window). The first answer after a reset tells; so does a first
+            # answer with less than half the quota left.
+            whole = info.remaining >= info.limit / 2
+            if self._budget_seen or not whole:
+                self._renews_whole = whole
         self._reset_at = min(reset_at, self._reset_at) if same_window else reset_at
         self._remaining = info.remaining
         self._budget = info.remaining - self._inflight
