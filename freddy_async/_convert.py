@@ -114,7 +114,10 @@ _INF = float("inf")
 def _to_float(value: Any, _: Any) -> float:
     # parse_json gives int or Decimal; a float comes only from already-decoded data (a round trip).
     if type(value) in (int, float) or (type(value) is Decimal and value.is_finite()):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int of hundreds of digits: no float holds it
+            number = _INF
         if 0 <= number < _INF:
             return number
         raise _Invalid(f"expected a finite number >= 0, got {clip(str(value), 40)}")

@@ -29,6 +29,7 @@ from freddy_async import (
     UsageTotals,
 )
 from freddy_async._clock import instant_waits
+from freddy_async._convert import parse_json, structure
 
 API_KEY = "sk-test-0123456789abcdef"
 USAGE_URL = "https://api.aitronos.com/v1/analytics/api-keys/usage/org_123/apikey_abc123?month=11&year=2025"
@@ -729,7 +730,7 @@ async def test_validation_error_is_a_freddy_error_with_the_body(mock: aiorespons
 
 
 def test_unstructure_gives_plain_json_values() -> None:
-    from freddy_async._convert import parse_json, structure, unstructure
+    from freddy_async._convert import unstructure
 
     usage = structure(parse_json(SNAKE_USAGE), ApiKeyUsage)
     plain = unstructure(usage)
@@ -737,3 +738,11 @@ def test_unstructure_gives_plain_json_values() -> None:
     assert type(plain["limit"]["status"]) is str
     assert plain["usage"]["total_cost"] == Decimal("350.25")
     assert structure(plain, ApiKeyUsage) == usage
+
+
+def test_a_percentage_of_hundreds_of_digits_is_a_validation_error() -> None:
+    # Found by the fuzz tests: float() of so large an int raises OverflowError, not a FreddyError.
+    body = b'{"monthly_limit": null, "utilization_percentage": 1' + b"0" * 400 + b', "status": "ok"}'
+    with pytest.raises(ResponseValidationError) as info:
+        structure(parse_json(body), UsageLimit)
+    assert info.value.path == "utilization_percentage"

@@ -41,7 +41,9 @@ MODELS: list[type[Any]] = [
     DailyUsageSummary, ApiKey,
 ]
 
-FUZZ = settings(max_examples=100, deadline=None, database=None,
+# Derandomized: the same examples every run, so CI never meets a new one by chance (a new
+# example is found by changing the seed here on purpose, then kept as a regression test).
+FUZZ = settings(max_examples=100, deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 FUZZ_LIGHT = settings(FUZZ, max_examples=50)
 
