@@ -447,9 +447,7 @@ class FreddyClient:
                 if not call.pacer.try_admit():
                     await call.pacer.admit(call.key_id, deadline)
             except WaitTooLong as exc:
-                assert call.throttled is not None
-                call.throttled.retry_after = exc.wait
-                raise call.throttled from None
+                raise self._too_long(call, exc.wait) from None
             if call.started is None:
                 call.started = _clock.now()
             answer = await self._send(call, timeout)
@@ -457,6 +455,19 @@ class FreddyClient:
             if answer.status != 429:
                 return self._read(call, answer, info)
             self._throttle(call, self._error(answer, info), info)
+
+    @staticmethod
+    def _too_long(call: _Call, wait: float) -> RateLimitError:
+        """The error of a call whose next send would come after its deadline."""
+        if call.throttled is not None:  # the 429 this call is waiting out
+            call.throttled.retry_after = wait
+            return call.throttled
+        return RateLimitError(
+            f"GET {call.path}: the organization's rate limit holds requests {wait:.3g} s, "
+            "past the call's retry_deadline",
+            status=429,
+            retry_after=wait,
+        )
 
     async def _send(self, call: _Call, timeout: float) -> _transport.Answer:
         slots = self._slots

@@ -135,6 +135,10 @@ class OrgPacer:
             WaitTooLong: the wait would end after ``deadline`` (a :func:`_clock.now` time).
         """
         await self._wait_for_key(key_id, deadline)
+        # Known before queueing: a pause that ends after the deadline (the queue only adds).
+        now = _clock.now()
+        if deadline is not None and self._paused_until > deadline:
+            raise WaitTooLong(self._paused_until - now)
         async with self._lock:  # one waiter at a time: requests leave in arrival order
             while True:
                 now = _clock.now()

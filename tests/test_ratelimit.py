@@ -291,3 +291,23 @@ async def test_the_progress_line_shows_the_learned_limit_and_an_eta(
         assert client.paced_rate("org_a") == pytest.approx(1.0)  # 60 a minute
         # 5 keys x 12 months left at one request a second: one minute.
         assert progress.text(200).endswith("limit 60/min  ETA 1:00")
+
+
+async def test_a_retry_held_past_its_deadline_by_another_calls_pause_raises_at_once(
+    mock: aioresponses, waits: list[RecordedWait]
+) -> None:
+    # k1 meets a 503 asking 20 s at t=0; k0, sent at t=15, meets a 429 holding the organization
+    # until t=40. At t=20 k1's retry would wait until 40, past its 30 s deadline: it gets a
+    # RateLimitError with that wait, at once, while k0 (deadline 45) waits its pause out.
+    mock.get(url("org_a", "k1"), status=503, headers={"Retry-After": "20"}, body="")
+    mock.get(url("org_a", "k0"), status=429, headers={"Retry-After": "25"}, body="")
+    mock.get(url("org_a", "k0"), payload=body("org_a", "k0"))
+    async with FreddyClient("k", retry_deadline=30) as client:
+        first = asyncio.create_task(get(client, "org_a", "k1"))
+        await _clock.sleep(15, "test")
+        second = asyncio.create_task(get(client, "org_a", "k0"))
+        with pytest.raises(RateLimitError) as info:
+            await first
+        await second
+    assert info.value.retry_after == pytest.approx(20)
+    assert "retry_deadline" in str(info.value)
