@@ -437,6 +437,11 @@ class FreddyClient:
             )
         except FreddyError as exc:
             exc.attempts = call.sends
+            # Raised outside any except block, ours have no context of their own; but a task
+            # resumed while aiohttp handles a broken answer can inherit aiohttp's exception as
+            # context (seen on Python 3.10 and 3.11 under load), and that quotes the server's
+            # bytes, the API key among them.
+            exc.__context__ = exc.__cause__ = None
             raise
 
     async def _attempt(self, call: _Call, timeout: float) -> Any:
