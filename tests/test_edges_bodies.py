@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import pytest
 from seeds import seed_usage
 
@@ -206,6 +207,13 @@ def gzip_bomb(start: bytes, inflated: int = 128 * MiB) -> bytes:
     return b"".join(parts)
 
 
+# From aiohttp 3.14.1 on, a compressed body is inflated a bounded step at a time, and the client
+# stops after its cap. Before, aiohttp inflates each network chunk whole as it arrives (up to about
+# 1000 times 64 KiB), whatever the reader takes: the bound is then the 100 MB the issue asks for.
+_AIOHTTP = tuple(int(part) for part in aiohttp.__version__.split(".")[:3] if part.isdigit())
+PEAK_LIMIT = 16 * MiB if _AIOHTTP >= (3, 14, 1) else 100 * MiB
+
+
 async def peak_memory_of(work: Awaitable[Any]) -> tuple[Any, int]:
     """Await ``work`` under tracemalloc; return its result and the peak of traced memory (bytes)."""
     tracemalloc.start()
@@ -227,7 +235,7 @@ async def test_a_gzip_bomb_is_refused_in_flat_memory(
     assert type(error) is ResponseValidationError, error
     assert "larger than" in error.message
     assert error.attempts == 1  # a body over the cap is no failure another attempt cures
-    assert peak < 16 * MiB, f"peak {peak / MiB:.0f} MiB"
+    assert peak < PEAK_LIMIT, f"peak {peak / MiB:.0f} MiB"
 
 
 async def test_an_error_page_bomb_is_clipped_in_flat_memory(waits: list[RecordedWait]) -> None:
@@ -238,7 +246,7 @@ async def test_an_error_page_bomb_is_clipped_in_flat_memory(waits: list[Recorded
     assert error.attempts == 3  # still the server error it is, retried as one
     assert error.message.startswith("Service Unavailable: <html><body>Service Unavailable")
     assert len(error.body) <= 4096
-    assert peak < 16 * MiB, f"peak {peak / MiB:.0f} MiB"
+    assert peak < PEAK_LIMIT, f"peak {peak / MiB:.0f} MiB"
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "identity, chunked", "identity, with length"])
