@@ -13,8 +13,9 @@ waiting organization holds up no other); after each answer the pacer learns from
   first: its answer tells what the new window holds (a sliding window or a shared quota renews
   less than the whole);
 - **a 429** pauses the organization (or, when it names a key, that key only) for its
-  ``Retry-After``. With no budget headers at all the pacer adapts from the 429s themselves: it
-  paces just under the rate the server was seen to grant and creeps up on every success;
+  ``Retry-After``. With no budget headers at all the pacer adapts from the 429s themselves: a
+  first 429 paces it at the rate granted so far, from which it climbs fast until the next 429;
+  after that it paces a little under the rate of the last 429 and climbs back slowly;
 - ``requests_per_minute`` is a ceiling the caller sets, always kept.
 
 No wait taken from a header exceeds :data:`MAX_WAIT`; an organization that has said nothing
@@ -39,17 +40,26 @@ __all__ = ["MAX_WAIT", "OrgPacer", "Pacers", "WaitTooLong"]
 MAX_WAIT = 60.0
 # A 429 that says nothing of when to come back: the first pause, doubled while 429s go on.
 _FIRST_PAUSE = 0.5
-# Without budget headers: pace at this share of the rate the server was seen to grant after a
-# 429, or of the pace at a later 429; go up by _CREEP per success (about one 429 in 36 requests).
-_BACK_OFF = 0.75
-_CREEP = 1.008
-_FIRST_CREEP = 1.05
+# Without budget headers, the rate is found from the 429s, each of which costs a pause (a whole
+# second, when Retry-After is rounded up, is 25 requests at 25 a second). A first 429 sets the
+# pace to what the server granted so far, its pause included; from there the pace doubles every
+# _FAST_DOUBLING seconds of successes, to find the limit in a few seconds whatever it is. The 429
+# that ends this climb came at a pace above the limit by up to a third: _FIRST_CUT; later 429s
+# come close to it: _CUT, and the pace grows back by _SLOW_GROWTH a second, about one 429 in 10 s.
+_FAST_GROWTH = math.log(2) / 0.25
+_SLOW_GROWTH = 0.005
+_FIRST_CUT = 0.6
+_CUT = 0.9
 _HORIZON = 60.0
+_CLIMB_RECHECK = 0.05
 # Another consumer of a quota renewed a request at a time: our share of it, cut at each 429 that
 # says the room went elsewhere, and given back slowly.
 _SHARE_BACK_OFF = 0.8
 _SHARE_CREEP = 1.002
 _MIN_SHARE = 0.25
+# Two requests sent one renewal apart can arrive closer together than that (timers, the network):
+# a bucket with no room to spare refuses the second. A margin for that, on a spent budget only.
+_ARRIVAL_SPREAD = 0.001
 # The Date header counts whole seconds: a smaller difference from our clock is its rounding.
 _SKEW_NOISE = 1.5
 # The API documents its limit per minute: the window of a quota no answer has shown yet.
@@ -92,9 +102,7 @@ class OrgPacer:
         self._share = 1.0  # of a quota renewed a request at a time, what others leave to us
         self._skew = 0.0
         self._adaptive_rate: float | None = None
-        # Up fast from a first estimate (it may be far too low, measured across a pause), then,
-        # from the next 429 on, slowly.
-        self._creep = _FIRST_CREEP
+        self._growth = _FAST_GROWTH  # of the adaptive rate, per second of successes at its pace
         self._granted: deque[float] = deque()
         self._first_send: float | None = None
         self._successes = 0
@@ -151,8 +159,14 @@ class OrgPacer:
                     self._answer.clear()
                     await self._answer.wait()
                 else:
-                    await _clock.sleep(wait, kind, self._org_id)
+                    await _clock.sleep(self._recheck(wait, kind), kind, self._org_id)
             self._take(now)
+
+    def _recheck(self, wait: float, kind: str) -> float:
+        """How long to sleep before asking again: while the pace climbs, each success raises it."""
+        if kind == "pace" and self._adaptive_rate and self._growth == _FAST_GROWTH:
+            return min(wait, _CLIMB_RECHECK)
+        return wait
 
     async def _wait_for_key(self, key_id: str | None, deadline: float | None) -> None:
         while key_id in self._key_holds:
@@ -192,7 +206,8 @@ class OrgPacer:
         if self._renews_whole is not False or not self._limit:
             return self._reset_at
         window = self._quota_window or _DOCUMENTED_WINDOW
-        due = max(self._last_send + window / (self._limit * self._share), self._reset_at - 1)
+        due = self._last_send + window / (self._limit * self._share) + _ARRIVAL_SPREAD
+        due = max(due, self._reset_at - 1)
         return min(self._reset_at, max(due, now))
 
     def _interval(self, now: float) -> float:
@@ -252,7 +267,10 @@ class OrgPacer:
             while self._granted[0] < now - _HORIZON:
                 self._granted.popleft()
             if self._adaptive_rate:
-                self._adaptive_rate *= self._creep
+                # One success at the pace is 1/rate seconds of it; a request already
+                # scheduled at the old pace goes at the new one.
+                self._adaptive_rate *= math.exp(self._growth / self._adaptive_rate)
+                self._next_at = min(self._next_at, self._last_send + self._interval(now))
         return info
 
     def _learn_budget(self, info: RateLimitInfo, now: float) -> None:
@@ -335,14 +353,15 @@ class OrgPacer:
     def _slow_down(self, now: float, pause: float) -> None:
         """Pace under what the server grants: a first 429 measures it, each later one cuts it."""
         if self._adaptive_rate:
-            self._adaptive_rate = max(self._adaptive_rate * _BACK_OFF, 1 / MAX_WAIT)
-            self._creep = _CREEP
+            cut = _FIRST_CUT if self._growth == _FAST_GROWTH else _CUT
+            self._adaptive_rate = max(self._adaptive_rate * cut, 1 / MAX_WAIT)
+            self._growth = _SLOW_GROWTH
             return
         assert self._first_send is not None
         granted = sum(1 for t in self._granted if t >= now - _HORIZON)
-        span = min(now - self._first_send, _HORIZON)
-        if granted and span > 0:  # else the pauses after each 429 do the holding back
-            self._adaptive_rate = max(_BACK_OFF * granted / span, 1 / MAX_WAIT)
+        span = min(now - self._first_send, _HORIZON) + pause
+        if span > 0:  # else the pauses after each 429 do the holding back
+            self._adaptive_rate = max(max(granted, 1) / span, 1 / MAX_WAIT)
 
 
 class Pacers:

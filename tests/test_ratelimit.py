@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 from typing import Any
 
 import pytest
@@ -256,23 +257,25 @@ async def test_no_wait_from_a_header_exceeds_the_cap(
 async def test_without_headers_the_pace_adapts_to_the_429s(
     mock: aioresponses, waits: list[RecordedWait]
 ) -> None:
-    # Ten answers granted within the first second, then a 429 with nothing said: from then on
-    # the organization is paced just under the rate that was granted, not left to collide.
+    # Ten answers granted at once, then a 429 with nothing said: from then on the organization
+    # is paced from the rate granted so far (its pause included), not left to collide, and the
+    # pace climbs with each success to find the limit.
     for i in range(10):
         mock.get(url("org_a", f"k{i}"), payload=body("org_a", f"k{i}"))
     mock.get(url("org_a", "k10"), status=429, body="")
-    for i in range(10, 14):
+    for i in range(10, 15):
         mock.get(url("org_a", f"k{i}"), payload=body("org_a", f"k{i}"))
+    sent: list[float] = []
     async with FreddyClient("k") as client:
         for i in range(10):
             await get(client, "org_a", f"k{i}")
-        await _clock.sleep(1.0, "test")
-        for i in range(10, 14):
+        for i in range(10, 15):
             await get(client, "org_a", f"k{i}")
+            sent.append(_clock.now())
     assert of_kind(waits, "pause", "org_a") == [0.5]
-    paces = of_kind(waits, "pace", "org_a")
-    assert len(paces) == 3
-    assert all(0.1 < p < 0.2 for p in paces)  # 10 granted in 1 s: paced near 7.5 a second
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    assert 1 / 30 <= gaps[0] <= 1 / 10  # 10 granted over the 0.5 s pause: about 20 a second
+    assert all(a > b for a, b in itertools.pairwise(gaps))  # each success quickens the pace
 
 
 async def test_the_progress_line_shows_the_learned_limit_and_an_eta(

@@ -90,6 +90,21 @@ async def test_one_second_windows_are_read_as_such_whatever_the_reset_form(reset
     assert taken <= 1.05 * ideal
 
 
+async def test_without_headers_a_fast_bucket_is_found_at_its_rate() -> None:
+    # 25 a second and nothing said but a Retry-After in whole seconds: each 429 costs a second
+    # (25 requests), so the limit must be found with few of them and then kept.
+    server = FakeFreddyServer(
+        keys=50, requests_per_minute=25 * 60, rate_limit_burst=1.67, rate_limit_headers="none"
+    )
+    months = YearMonth.range("2025-01", "2025-10")
+    with instant_retries():
+        async with server:
+            taken, failed, fetched = await run_batch_of(server, server.key_ids, months)
+    assert (failed, fetched) == (0, 500)
+    assert server.rate_limited_count <= 8
+    assert taken <= 1.3 * 500 / 25
+
+
 async def test_the_documented_limit_100_a_minute() -> None:
     server = FakeFreddyServer(keys=15, requests_per_minute=100)  # the fake's default bucket
     with instant_retries():
