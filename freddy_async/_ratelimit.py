@@ -40,12 +40,9 @@ __all__ = ["MAX_WAIT", "OrgPacer", "Pacers", "WaitTooLong"]
 MAX_WAIT = 60.0
 # A 429 that says nothing of when to come back: the first pause, doubled while 429s go on.
 _FIRST_PAUSE = 0.5
-# Without budget headers, the rate is found from the 429s, each of which costs a pause (a whole
-# second, when Retry-After is rounded up, is 25 requests at 25 a second). A first 429 sets the
-# pace to what the server granted so far, its pause included; from there the pace doubles every
-# _FAST_DOUBLING seconds of successes, to find the limit in a few seconds whatever it is. The 429
-# that ends this climb came at a pace above the limit by up to a third: _FIRST_CUT; later 429s
-# come close to it: _CUT, and the pace grows back by _SLOW_GROWTH a second, about one 429 in 10 s.
+# Without budget headers (see _FoundRate): the pace doubles every quarter second of successes
+# while it climbs, then grows by half a percent a second; the cuts at a 429 that ends the climb
+# and at a later one; how far back successes count; how often a climbing pace is looked at anew.
 _FAST_GROWTH = math.log(2) / 0.25
 _SLOW_GROWTH = 0.005
 _FIRST_CUT = 0.6
@@ -101,10 +98,7 @@ class OrgPacer:
         self._last_send = 0.0
         self._share = 1.0  # of a quota renewed a request at a time, what others leave to us
         self._skew = 0.0
-        self._adaptive_rate: float | None = None
-        self._growth = _FAST_GROWTH  # of the adaptive rate, per second of successes at its pace
-        self._granted: deque[float] = deque()
-        self._first_send: float | None = None
+        self._found = _FoundRate()  # when no answer has said anything of a budget
         self._successes = 0
         self._successes_at_refusal = 0
         self._refusals = 0
@@ -116,7 +110,7 @@ class OrgPacer:
         """True when nothing restrains this organization (the common, fast case)."""
         return not (
             self._min_interval or self._paused_until or self._budget_seen
-            or self._adaptive_rate or self._key_holds or self._in_flight_cap
+            or self._found.rate or self._key_holds or self._in_flight_cap
         )
 
     @property
@@ -132,8 +126,7 @@ class OrgPacer:
         if not self.idle:
             return False
         self._inflight += 1
-        if self._first_send is None:
-            self._first_send = _clock.now()
+        self._found.sent(_clock.now())
         return True
 
     async def admit(self, key_id: str | None = None, deadline: float | None = None) -> None:
@@ -164,7 +157,7 @@ class OrgPacer:
 
     def _recheck(self, wait: float, kind: str) -> float:
         """How long to sleep before asking again: while the pace climbs, each success raises it."""
-        if kind == "pace" and self._adaptive_rate and self._growth == _FAST_GROWTH:
+        if kind == "pace" and self._found.climbing:
             return min(wait, _CLIMB_RECHECK)
         return wait
 
@@ -222,8 +215,8 @@ class OrgPacer:
         # whole-second resets would spread it too thin (its quota comes back one at a time).
         if self._budget is not None and self._reset_at > now and (self._renews_whole or not spread):
             spread = max(spread, (self._reset_at - now) / max(self._budget, 1))
-        elif not self._budget_seen and self._adaptive_rate:
-            spread = 1 / self._adaptive_rate
+        elif not self._budget_seen and self._found.rate:
+            spread = 1 / self._found.rate
         return max(self._min_interval, min(spread, MAX_WAIT))
 
     def _take(self, now: float) -> None:
@@ -235,8 +228,7 @@ class OrgPacer:
         # an idle spell the schedule starts anew from now: no burst either way.
         late = now - self._next_at
         self._next_at = (self._next_at if 0 <= late < interval else now) + interval
-        if self._first_send is None:
-            self._first_send = now
+        self._found.sent(now)
         self._last_send = now
 
     # -- learning from answers ------------------------------------------------------------------
@@ -262,15 +254,9 @@ class OrgPacer:
             self._learn_budget(info, now)
             if status < 400:
                 self._share = min(1.0, self._share * _SHARE_CREEP)
-        elif status < 400 and not self._budget_seen:
-            self._granted.append(now)
-            while self._granted[0] < now - _HORIZON:
-                self._granted.popleft()
-            if self._adaptive_rate:
-                # One success at the pace is 1/rate seconds of it; a request already
-                # scheduled at the old pace goes at the new one.
-                self._adaptive_rate *= math.exp(self._growth / self._adaptive_rate)
-                self._next_at = min(self._next_at, self._last_send + self._interval(now))
+        elif status < 400 and not self._budget_seen and self._found.granted(now):
+            # A request already scheduled at the old pace goes at the new one.
+            self._next_at = min(self._next_at, self._last_send + self._interval(now))
         return info
 
     def _learn_budget(self, info: RateLimitInfo, now: float) -> None:
@@ -328,7 +314,7 @@ class OrgPacer:
             # The room a quota renewed a request at a time had went to another consumer of it.
             self._share = max(_MIN_SHARE, self._share * _SHARE_BACK_OFF)
         if not info.has_budget and not self._budget_seen and now >= self._paused_until:
-            self._slow_down(now, wait)
+            self._found.refused(now, wait)
         until = now + wait
         if key_id is not None:
             self._key_holds[key_id] = max(self._key_holds.get(key_id, 0.0), until)
@@ -350,18 +336,55 @@ class OrgPacer:
         self._refusals += 1
         return 0.0 if self._refusals == 1 else min(_FIRST_PAUSE * 2 ** (self._refusals - 2), MAX_WAIT)
 
-    def _slow_down(self, now: float, pause: float) -> None:
-        """Pace under what the server grants: a first 429 measures it, each later one cuts it."""
-        if self._adaptive_rate:
-            cut = _FIRST_CUT if self._growth == _FAST_GROWTH else _CUT
-            self._adaptive_rate = max(self._adaptive_rate * cut, 1 / MAX_WAIT)
+
+class _FoundRate:
+    """The rate of an organization that says nothing of its limit, found from its 429s.
+
+    Each 429 costs a pause (a Retry-After rounded up to a second is 25 requests at 25 a
+    second), so the limit must be found with few of them. A first 429 sets the rate to what the
+    server granted so far, the pause included. From there it climbs, doubling every quarter
+    second of successes, to find the limit in a few seconds whatever it is; the 429 that ends
+    the climb came at up to half again the limit (_FIRST_CUT). Later 429s come close to it
+    (_CUT), and the rate grows back by half a percent a second: they come some 20 s apart.
+    """
+
+    __slots__ = ("_granted", "_growth", "_since", "rate")
+
+    def __init__(self) -> None:
+        self.rate: float | None = None
+        self._growth = _FAST_GROWTH  # per second of successes at the rate
+        self._granted: deque[float] = deque()
+        self._since: float | None = None
+
+    @property
+    def climbing(self) -> bool:
+        return self.rate is not None and self._growth == _FAST_GROWTH
+
+    def sent(self, now: float) -> None:
+        if self._since is None:
+            self._since = now
+
+    def granted(self, now: float) -> bool:
+        """Count a success; True when it raised the rate."""
+        self._granted.append(now)
+        while self._granted[0] < now - _HORIZON:
+            self._granted.popleft()
+        if self.rate is None:
+            return False
+        self.rate *= math.exp(self._growth / self.rate)  # one success at the rate is 1/rate s of it
+        return True
+
+    def refused(self, now: float, pause: float) -> None:
+        """A 429 (not one to a request sent before the last pause ended)."""
+        if self.rate is not None:
+            self.rate = max(self.rate * (_FIRST_CUT if self.climbing else _CUT), 1 / MAX_WAIT)
             self._growth = _SLOW_GROWTH
             return
-        assert self._first_send is not None
-        granted = sum(1 for t in self._granted if t >= now - _HORIZON)
-        span = min(now - self._first_send, _HORIZON) + pause
+        assert self._since is not None
+        span = min(now - self._since, _HORIZON) + pause
         if span > 0:  # else the pauses after each 429 do the holding back
-            self._adaptive_rate = max(max(granted, 1) / span, 1 / MAX_WAIT)
+            granted = sum(1 for t in self._granted if t >= now - _HORIZON)
+            self.rate = max(max(granted, 1) / span, 1 / MAX_WAIT)
 
 
 class Pacers:
