@@ -41,9 +41,11 @@ MAX_WAIT = 60.0
 # A 429 that says nothing of when to come back: the first pause, doubled while 429s go on.
 _FIRST_PAUSE = 0.5
 # Without budget headers (see _FoundRate): the pace doubles every quarter second of successes
-# while it climbs, then grows by half a percent a second; the cuts at a 429 that ends the climb
-# and at a later one; how far back successes count; how often a climbing pace is looked at anew.
+# while it climbs, grows by 10 % a second back up to _CUT of the last 429's, by half a percent a
+# second above that; the cuts at a 429 that ends the climb and at a later one; how far back
+# successes count; how often a climbing pace is looked at anew.
 _FAST_GROWTH = math.log(2) / 0.25
+_REGROWTH = 0.1
 _SLOW_GROWTH = 0.005
 _FIRST_CUT = 0.6
 _CUT = 0.9
@@ -343,22 +345,24 @@ class _FoundRate:
     Each 429 costs a pause (a Retry-After rounded up to a second is 25 requests at 25 a
     second), so the limit must be found with few of them. A first 429 sets the rate to what the
     server granted so far, the pause included. From there it climbs, doubling every quarter
-    second of successes, to find the limit in a few seconds whatever it is; the 429 that ends
-    the climb came at up to half again the limit (_FIRST_CUT). Later 429s come close to it
-    (_CUT), and the rate grows back by half a percent a second: they come some 20 s apart.
+    second of successes, to find the limit in a few seconds whatever it is. The 429 that ends
+    the climb came above the limit by how much the server's burst let it overshoot, up to half
+    again: the rate is cut deep (_FIRST_CUT) and grows back quickly to just under that 429's
+    rate (the ceiling). Later 429s come close to the limit: a cut to the ceiling, and slow growth
+    past it, so that they come some 20 s apart.
     """
 
-    __slots__ = ("_granted", "_growth", "_since", "rate")
+    __slots__ = ("_ceiling", "_granted", "_since", "rate")
 
     def __init__(self) -> None:
         self.rate: float | None = None
-        self._growth = _FAST_GROWTH  # per second of successes at the rate
+        self._ceiling: float | None = None  # _CUT of the rate at the last 429; None while climbing
         self._granted: deque[float] = deque()
         self._since: float | None = None
 
     @property
     def climbing(self) -> bool:
-        return self.rate is not None and self._growth == _FAST_GROWTH
+        return self.rate is not None and self._ceiling is None
 
     def sent(self, now: float) -> None:
         if self._since is None:
@@ -371,14 +375,19 @@ class _FoundRate:
             self._granted.popleft()
         if self.rate is None:
             return False
-        self.rate *= math.exp(self._growth / self.rate)  # one success at the rate is 1/rate s of it
+        if self._ceiling is None:
+            growth = _FAST_GROWTH
+        else:
+            growth = _REGROWTH if self.rate < self._ceiling else _SLOW_GROWTH
+        self.rate *= math.exp(growth / self.rate)  # one success at the rate is 1/rate s of it
         return True
 
     def refused(self, now: float, pause: float) -> None:
         """A 429 (not one to a request sent before the last pause ended)."""
         if self.rate is not None:
-            self.rate = max(self.rate * (_FIRST_CUT if self.climbing else _CUT), 1 / MAX_WAIT)
-            self._growth = _SLOW_GROWTH
+            cut = _FIRST_CUT if self._ceiling is None else _CUT
+            self._ceiling = max(self.rate * _CUT, 1 / MAX_WAIT)
+            self.rate = max(self.rate * cut, 1 / MAX_WAIT)
             return
         assert self._since is not None
         span = min(now - self._since, _HORIZON) + pause
