@@ -41,12 +41,14 @@ MAX_WAIT = 60.0
 # A 429 that says nothing of when to come back: the first pause, doubled while 429s go on.
 _FIRST_PAUSE = 0.5
 # Without budget headers (see _FoundRate): the pace doubles every quarter second of successes
-# while it climbs, grows by 10 % a second back up to _CUT of the last 429's, by half a percent a
-# second above that; the cuts at a 429 that ends the climb and at a later one; how far back
-# successes count; how often a climbing pace is looked at anew.
+# while it climbs, grows by 10 % a second back up to _CUT of the last 429's, and above that by
+# half a percent a second, doubled every _PROBE_DOUBLING seconds without a 429; the cuts at a
+# 429 that ends the climb and at a later one; how far back successes count; how often a
+# climbing pace is looked at anew.
 _FAST_GROWTH = math.log(2) / 0.25
 _REGROWTH = 0.1
 _SLOW_GROWTH = 0.005
+_PROBE_DOUBLING = 10.0
 _FIRST_CUT = 0.6
 _CUT = 0.9
 _HORIZON = 60.0
@@ -322,6 +324,8 @@ class OrgPacer:
             self._key_holds[key_id] = max(self._key_holds.get(key_id, 0.0), until)
         else:
             self._paused_until = max(self._paused_until, until)
+            # The pace starts anew after the pause: the schedule from before it is void.
+            self._next_at = max(self._next_at, self._paused_until)
 
     def _escalation(self, now: float) -> float:
         """Nothing for a first 429; then a pause doubling from ``_FIRST_PAUSE`` while 429s go on.
@@ -349,14 +353,16 @@ class _FoundRate:
     the climb came above the limit by how much the server's burst let it overshoot, up to half
     again: the rate is cut deep (_FIRST_CUT) and grows back quickly to just under that 429's
     rate (the ceiling). Later 429s come close to the limit: a cut to the ceiling, and slow growth
-    past it, so that they come some 20 s apart.
+    past it, so that they come some 20 s apart; slow at first, faster the longer no 429 comes,
+    since the 429 that set the ceiling may have been a passing one (another consumer's burst).
     """
 
-    __slots__ = ("_ceiling", "_granted", "_since", "rate")
+    __slots__ = ("_ceiling", "_cut_at", "_granted", "_since", "rate")
 
     def __init__(self) -> None:
         self.rate: float | None = None
         self._ceiling: float | None = None  # _CUT of the rate at the last 429; None while climbing
+        self._cut_at = 0.0
         self._granted: deque[float] = deque()
         self._since: float | None = None
 
@@ -377,8 +383,10 @@ class _FoundRate:
             return False
         if self._ceiling is None:
             growth = _FAST_GROWTH
+        elif self.rate < self._ceiling:
+            growth = _REGROWTH
         else:
-            growth = _REGROWTH if self.rate < self._ceiling else _SLOW_GROWTH
+            growth = min(_SLOW_GROWTH * 2 ** ((now - self._cut_at) / _PROBE_DOUBLING), _REGROWTH)
         self.rate *= math.exp(growth / self.rate)  # one success at the rate is 1/rate s of it
         return True
 
@@ -388,6 +396,7 @@ class _FoundRate:
             cut = _FIRST_CUT if self._ceiling is None else _CUT
             self._ceiling = max(self.rate * _CUT, 1 / MAX_WAIT)
             self.rate = max(self.rate * cut, 1 / MAX_WAIT)
+            self._cut_at = now
             return
         assert self._since is not None
         span = min(now - self._since, _HORIZON) + pause
