@@ -17,7 +17,10 @@ from typing import get_args
 
 from ._server import (
     Algorithm,
+    Casing,
     FakeFreddyServer,
+    InvalidParams,
+    ListShape,
     RateLimitHeaders,
     ResetFormat,
     RetryAfterFormat,
@@ -52,8 +55,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("--seed", type=int, default=0, help="seed of the data and fault draws (default 0)")
     add("--api-key", default=None, help="the API key to accept (default: a random one)")
-    add("--casing", choices=("camel", "snake", "docs"), default="camel", help="body key casing")
-    add("--list-shape", choices=("keys", "api_keys"), default="keys", help="key listing shape")
+    add(
+        "--casing",
+        choices=get_args(Casing),
+        default="snake",
+        help="body key casing: snake (default) as the API's generated SDKs read it, which are "
+        "derived from the server's own models; camel as the usage docs page prints it; docs as "
+        "the daily page mixes them",
+    )
+    add(
+        "--list-shape",
+        choices=get_args(ListShape),
+        default="keys",
+        help="key listing shape: keys (default; keys/total/page/page_size, the only one the "
+        "generated SDKs know) or api_keys (api_keys/pagination, also in the docs)",
+    )
+    add(
+        "--invalid-params",
+        choices=get_args(InvalidParams),
+        default="fastapi",
+        help="answer to a bad query parameter: fastapi (default; 422 with a detail list, as the "
+        "OpenAPI spec declares) or docs (the docs pages' 400 INVALID_REQUEST envelope)",
+    )
     add("--requests-per-minute", type=float, default=None, help="per-organization rate limit")
     add("--rate-limit-burst", type=float, default=None, help="rate limit bucket capacity")
     add(
@@ -108,6 +131,7 @@ async def _serve(args: argparse.Namespace) -> None:
         seed=args.seed,
         casing=args.casing,
         list_shape=args.list_shape,
+        invalid_params=args.invalid_params,
         extra_orgs=dict(args.extra_org),
         port=args.port,
         requests_per_minute=args.requests_per_minute,
@@ -141,8 +165,7 @@ async def _serve(args: argparse.Namespace) -> None:
         print(f"FREDDY_API_KEY={server.api_key}", flush=True)
         print(f"FREDDY_ORG_ID={server.org_id}", flush=True)
         print(
-            f"Serving {len(server.key_ids)} keys of {server.org_id} on {server.base_url}; "
-            "stop with Ctrl+C",
+            f"Serving {len(server.key_ids)} keys of {server.org_id} on {server.base_url}; stop with Ctrl+C",
             file=sys.stderr,
             flush=True,
         )

@@ -12,7 +12,7 @@ import hashlib
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from typing import Any, NamedTuple
 
@@ -21,6 +21,7 @@ __all__ = [
     "KeyProfile",
     "MonthTotals",
     "daily_body",
+    "days_passed",
     "key_days",
     "key_object",
     "limits_body",
@@ -182,8 +183,7 @@ def make_keys(seed: int, org_id: str, count: int, taken: set[str]) -> list[KeyPr
                 is_paused=rng.random() < 0.1,
                 scopes=tuple(s for s in _SCOPES if s == "analytics:read" or rng.random() < 0.4),
                 last_used_at=(
-                    datetime(2025, 1, 1, tzinfo=timezone.utc)
-                    + timedelta(seconds=rng.randrange(300 * 86_400))
+                    datetime(2025, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=rng.randrange(300 * 86_400))
                     if last_used
                     else None
                 ),
@@ -197,12 +197,26 @@ def make_keys(seed: int, org_id: str, count: int, taken: set[str]) -> list[KeyPr
     return keys
 
 
-def key_days(seed: int, key: KeyProfile, year: int, month: int) -> list[DayRow]:
-    """Return the key's days with traffic in that month, oldest first.
+def days_passed(year: int, month: int, today: date) -> int:
+    """How many days of the month have begun by ``today``: all of a past one, none of a future one."""
+    if (year, month) < (today.year, today.month):
+        return calendar.monthrange(year, month)[1]
+    if (year, month) > (today.year, today.month):
+        return 0
+    return today.day
 
-    The month's cost is fixed first (from the key's limit band or scale) and then split over
-    the active days, so a limited key always lands in its status band.
+
+def key_days(seed: int, key: KeyProfile, year: int, month: int, through: int = 31) -> list[DayRow]:
+    """Return the key's days with traffic in that month up to day ``through``, oldest first.
+
+    The whole month's cost is fixed first (from the key's limit band or scale) and then split
+    over the active days, so a limited key lands in its status band once the month is over;
+    ``through`` only cuts days off, so a day's numbers never change as the month goes on.
     """
+    return [row for row in _month_days(seed, key, year, month) if row.day <= through]
+
+
+def _month_days(seed: int, key: KeyProfile, year: int, month: int) -> list[DayRow]:
     rng = _rng("usage", seed, key.key_id, year, month)
     if key.kind == "sparse" and rng.random() < 0.5:
         return []
@@ -250,11 +264,12 @@ def month_totals(rows: Sequence[DayRow]) -> MonthTotals:
     )
 
 
-def org_days(seed: int, keys: Iterable[KeyProfile], year: int, month: int) -> list[DayRow]:
-    """Sum the keys' day rows per day; days without traffic are left out; newest first."""
+def org_days(seed: int, keys: Iterable[KeyProfile], year: int, month: int, through: int = 31) -> list[DayRow]:
+    """Sum the keys' day rows per day up to ``through``; days without traffic are left out;
+    newest first."""
     per_day: dict[int, MonthTotals] = {}
     for key in keys:
-        for row in key_days(seed, key, year, month):
+        for row in key_days(seed, key, year, month, through):
             per_day[row.day] = per_day.get(row.day, MonthTotals()) + MonthTotals(
                 row.requests, row.cost_centimes, row.synapses, row.neurons
             )
@@ -317,9 +332,7 @@ def org_limit_centimes(seed: int, org_id: str, key_count: int) -> int | None:
     return key_count * _rng("org-limit", seed, org_id).choice(_ORG_LIMITS_PER_KEY_CENTIMES)
 
 
-def limits_body(
-    org_limit: int | None, keys: Sequence[tuple[KeyProfile, MonthTotals]]
-) -> dict[str, Any]:
+def limits_body(org_limit: int | None, keys: Sequence[tuple[KeyProfile, MonthTotals]]) -> dict[str, Any]:
     """Build the usage-limits answer (API.md §4) in snake_case, money as Decimal.
 
     ``keys`` are the organization's keys in listing order with their month's totals; each

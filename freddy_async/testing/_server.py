@@ -12,7 +12,7 @@ import secrets
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Generic, Literal, Protocol, TypeVar, cast, get_args, overload
@@ -27,6 +27,7 @@ from ._data import (
     KeyProfile,
     MonthTotals,
     daily_body,
+    days_passed,
     key_days,
     key_object,
     limits_body,
@@ -47,6 +48,7 @@ from ._faults import (
     Verdict,
     plan_attempt,
 )
+from ._query import DAILY_YEARS, InvalidParams, Problem, invalid_answer, read_paging, read_period
 from ._wire import DOCS_SNAKE_KEYS, RawNumber, dumps, envelope, now_iso, recase
 
 __all__ = [
@@ -54,6 +56,7 @@ __all__ = [
     "Casing",
     "ExpectedTotals",
     "FakeFreddyServer",
+    "InvalidParams",
     "ListShape",
     "MonthLike",
     "RateLimitHeaders",
@@ -70,9 +73,6 @@ ResetFormat = Literal["epoch", "epoch-ms", "delta"]
 RetryAfterFormat = Literal["seconds", "fraction", "ms", "http-date", "none"]
 
 _HOST = "127.0.0.1"
-_INT = re.compile(r"[+-]?\d{1,9}")
-_MAX_PAGE_SIZE = 100
-_DEFAULT_PAGE_SIZE = 20
 _BAD_GATEWAY_HTML = (
     "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
@@ -154,9 +154,7 @@ class _Answer(Exception):
 
 
 def _json(status: int, body: Any, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=status, body=dumps(body), content_type="application/json", headers=headers
-    )
+    return web.Response(status=status, body=dumps(body), content_type="application/json", headers=headers)
 
 
 def _error(
@@ -306,9 +304,7 @@ class _LimitOption(Generic[_T]):
     @overload
     def __get__(self, server: FakeFreddyServer, owner: type[Any]) -> _T: ...
 
-    def __get__(
-        self, server: FakeFreddyServer | None, owner: type[Any]
-    ) -> _T | _LimitOption[_T]:
+    def __get__(self, server: FakeFreddyServer | None, owner: type[Any]) -> _T | _LimitOption[_T]:
         if server is None:
             return self
         return cast("_T", getattr(server._limits, self._name))
@@ -406,12 +402,21 @@ class FakeFreddyServer:
             answered 403 ``ORGANIZATION_ACCESS_DENIED``.
         api_key: The value the ``X-API-Key`` header must carry; random when None.
         seed: Seed of all data and of the fault draws.
-        casing: Body key casing: ``"camel"`` (the usage page), ``"snake"`` (the generated
-            clients) or ``"docs"`` (the daily page's mixed casing; same as camel for usage,
-            and snake for the usage-limits and summary answers, which API.md §4 prints as
-            the generated SDKs spell them).
-        list_shape: Key listing shape: ``"keys"`` (``keys``/``total``/``page``/``page_size``)
-            or ``"api_keys"`` (``api_keys``/``pagination``).
+        casing: Body key casing. ``"snake"`` (default) is what the API most likely sends: the
+            API's own SDKs are generated from the OpenAPI document that its FastAPI server
+            derives from the models it serialises, and they are snake_case. ``"camel"`` is how
+            the usage docs page prints it; ``"docs"`` is the daily page's mixed casing (camel
+            for usage; snake for the usage-limits and summary answers, as API.md §4 prints
+            them). Use the others to check that code reads every spelling.
+        list_shape: Key listing shape: ``"keys"`` (default; ``keys``/``total``/``page``/
+            ``page_size``, the only shape the generated SDKs know) or ``"api_keys"``
+            (``api_keys``/``pagination``, the other shape the docs print).
+        invalid_params: The answer to an invalid query parameter: ``"fastapi"`` (default: 422
+            with FastAPI's ``{"detail": [{"loc", "msg", "type", ...}]}``, every problem listed,
+            the only error the OpenAPI spec declares) or ``"docs"`` (the docs pages' 400
+            ``INVALID_REQUEST`` envelope). ``month`` must be 1-12 everywhere; ``year`` must be
+            2020-2030 on the daily endpoint only, the one page that documents a range.
+        today: The server's date (see :attr:`today`); None follows its clock.
         extra_orgs: More organizations, ID to key count, reachable with the same ``api_key``.
         port: Port to listen on; 0 picks a free one.
         requests_per_minute: The rate of the per-organization limit of the analytics
@@ -492,8 +497,10 @@ class FakeFreddyServer:
         org_id: str = "org_demo",
         api_key: str | None = None,
         seed: int = 0,
-        casing: Casing = "camel",
+        casing: Casing = "snake",
         list_shape: ListShape = "keys",
+        invalid_params: InvalidParams = "fastapi",
+        today: date | None = None,
         extra_orgs: Mapping[str, int] | None = None,
         port: int = 0,
         requests_per_minute: float | None = None,
@@ -519,6 +526,9 @@ class FakeFreddyServer:
             raise ValueError(f"casing must be 'camel', 'snake' or 'docs', not {casing!r}")
         if list_shape not in ("keys", "api_keys"):
             raise ValueError(f"list_shape must be 'keys' or 'api_keys', not {list_shape!r}")
+        _choice("invalid_params", invalid_params, get_args(InvalidParams))
+        if today is not None and not isinstance(today, date):
+            raise ValueError(f"today must be a datetime.date, not {today!r}")
         if not 0 <= port <= 65535:
             raise ValueError(f"port must be from 0 to 65535, not {port}")
         if fail_first < 0:
@@ -557,6 +567,8 @@ class FakeFreddyServer:
         self.seed: int = seed
         self.casing: Casing = casing
         self.list_shape: ListShape = list_shape
+        self.invalid_params: InvalidParams = invalid_params
+        self._fixed_today = today
         self.error_rate = _check_rate("error_rate", error_rate)
         self.drop_rate = _check_rate("drop_rate", drop_rate)
         self.truncate_rate = _check_rate("truncate_rate", truncate_rate)
@@ -580,8 +592,8 @@ class FakeFreddyServer:
         self._limits_fetches: Counter[tuple[str, int, int]] = Counter()
         self._summary_fetches: Counter[tuple[str, int, int]] = Counter()
         self._attempts: Counter[str] = Counter()
-        self._totals: dict[tuple[str, int, int], MonthTotals] = {}
-        self._daily: dict[tuple[str, int, int], tuple[list[DayRow], MonthTotals]] = {}
+        self._totals: dict[tuple[str, int, int, int], MonthTotals] = {}
+        self._daily: dict[tuple[str, int, int, int], tuple[list[DayRow], MonthTotals]] = {}
 
         self._port = port
         self._runner: web.AppRunner | None = None
@@ -767,11 +779,25 @@ class FakeFreddyServer:
         except KeyError:
             raise KeyError(f"the server has no API key {key_id!r}") from None
 
+    @property
+    def today(self) -> date:
+        """The server's date: ``today`` as given, else the UTC date of its clock (skew included).
+
+        Days after it have no traffic yet: a future month is all zeros, and the current month
+        has its days up to and including today, the same in every answer and ``expected_*``.
+        """
+        if self._fixed_today is not None:
+            return self._fixed_today
+        return datetime.fromtimestamp(self._server_now(), timezone.utc).date()
+
+    def _through(self, year: int, month: int) -> int:
+        return days_passed(year, month, self.today)
+
     def _month_totals(self, key: KeyProfile, year: int, month: int) -> MonthTotals:
-        cache_key = (key.key_id, year, month)
+        cache_key = (key.key_id, year, month, self._through(year, month))
         totals = self._totals.get(cache_key)
         if totals is None:
-            totals = month_totals(key_days(self.seed, key, year, month))
+            totals = month_totals(key_days(self.seed, key, year, month, cache_key[3]))
             self._totals[cache_key] = totals
         return totals
 
@@ -790,14 +816,14 @@ class FakeFreddyServer:
         return usage_body(key, self._month_totals(key, year, month), year, month)
 
     def _org_month(self, org_id: str, year: int, month: int) -> tuple[list[DayRow], MonthTotals]:
-        cache_key = (org_id, year, month)
+        cache_key = (org_id, year, month, self._through(year, month))
         cached = self._daily.get(cache_key)
         if cached is None:
             keys = self._orgs[org_id]
             totals = MonthTotals()
             for key in keys:
                 totals += self._month_totals(key, year, month)
-            cached = (org_days(self.seed, keys, year, month), totals)
+            cached = (org_days(self.seed, keys, year, month, cache_key[3]), totals)
             self._daily[cache_key] = cached
         return cached
 
@@ -864,11 +890,7 @@ class FakeFreddyServer:
             KeyError: an unknown key or organization.
             ValueError: a month is not valid.
         """
-        profiles = (
-            self._orgs[org_id or self.org_id]
-            if key_ids is None
-            else [self._key(k) for k in key_ids]
-        )
+        profiles = self._orgs[org_id or self.org_id] if key_ids is None else [self._key(k) for k in key_ids]
         total = MonthTotals()
         for year, month in (_month_of(m) for m in months):
             for key in profiles:
@@ -895,9 +917,7 @@ class FakeFreddyServer:
         """Sum of ``total_requests`` over ``key_ids`` x ``months`` (see :meth:`expected_totals`)."""
         return self.expected_totals(key_ids, months=months, org_id=org_id).requests
 
-    def keys_with_status(
-        self, status: str, year: int, month: int, *, org_id: str | None = None
-    ) -> list[str]:
+    def keys_with_status(self, status: str, year: int, month: int, *, org_id: str | None = None) -> list[str]:
         """IDs of the keys whose limit status that month is ``status`` (e.g. ``"exceeded"``)."""
         return [
             k.key_id
@@ -957,9 +977,7 @@ class FakeFreddyServer:
             record.status = response.status
         return response
 
-    async def _route(
-        self, request: web.Request, record: RecordedRequest, path: str
-    ) -> web.StreamResponse:
+    async def _route(self, request: web.Request, record: RecordedRequest, path: str) -> web.StreamResponse:
         parts = [unquote(segment) for segment in path.split("/")[1:]]
         kind: str | None = None
         org_id = ""
@@ -1077,9 +1095,7 @@ class FakeFreddyServer:
             return FixedWindow(limits.quota, window, self._decision_time, shared_rate=shared)
         if limits.rate_limit_algorithm == "sliding_window":
             return SlidingWindow(limits.quota, window, _clock.now, shared_rate=shared)
-        return TokenBucket(
-            limits.quota, window, _clock.now, capacity=limits.burst, shared_rate=shared
-        )
+        return TokenBucket(limits.quota, window, _clock.now, capacity=limits.burst, shared_rate=shared)
 
     def _rate_limit(self, org_id: str) -> dict[str, str]:
         """Pass the request through its organization's limit; answer 429 when there is no room."""
@@ -1198,48 +1214,25 @@ class FakeFreddyServer:
     # -- the three endpoints ---------------------------------------------------------------
 
     def _count_usage(self, request: web.Request, key_id: str) -> None:
-        try:
-            year, month = self._period(request, check=False)
-        except _Answer:
-            return
-        self._fetches[(key_id, year, month)] += 1
+        period = read_period(request.query, self.today)
+        if isinstance(period, tuple):
+            self._fetches[(key_id, period[0], period[1])] += 1
 
-    def _count_month(
-        self, counter: Counter[tuple[str, int, int]], request: web.Request, org_id: str
-    ) -> None:
-        try:
-            year, month = self._period(request, check=False)
-        except _Answer:
-            return
-        counter[(org_id, year, month)] += 1
+    def _count_month(self, counter: Counter[tuple[str, int, int]], request: web.Request, org_id: str) -> None:
+        period = read_period(request.query, self.today)
+        if isinstance(period, tuple):
+            counter[(org_id, period[0], period[1])] += 1
 
-    def _period(self, request: web.Request, *, check: bool = True) -> tuple[int, int]:
-        """Read ``year`` and ``month`` (default: the current UTC month)."""
-        today = datetime.now(timezone.utc)
-        values = {"year": today.year, "month": today.month}
-        for name in values:
-            text = request.query.get(name)
-            if text is None:
-                continue
-            if not _INT.fullmatch(text):
-                raise self._invalid(name, text, "must be an integer")
-            values[name] = int(text)
-        if check and not 2020 <= values["year"] <= 2030:
-            raise self._invalid("year", values["year"], "must be from 2020 to 2030")
-        if check and not 1 <= values["month"] <= 12:
-            raise self._invalid("month", values["month"], "must be from 1 to 12")
-        return values["year"], values["month"]
+    def _period(self, request: web.Request, years: tuple[int, int] | None = None) -> tuple[int, int]:
+        """Read ``year`` and ``month`` (default: the server's current month)."""
+        period = read_period(request.query, self.today, years=years)
+        if isinstance(period, list):
+            raise self._invalid(period)
+        return period
 
-    @staticmethod
-    def _invalid(name: str, value: object, why: str) -> _Answer:
-        return _error(
-            400,
-            "INVALID_REQUEST",
-            "Invalid query parameters",
-            system_message=f"{name} {why}",
-            error_type="validation_error",
-            details={"parameter": name, "value": str(value)},
-        )
+    def _invalid(self, problems: list[Problem]) -> _Answer:
+        status, body = invalid_answer(problems, self.invalid_params)
+        return _Answer(_json(status, body))
 
     def _usage(self, request: web.Request, org_id: str, key_id: str) -> Any:
         year, month = self._period(request)
@@ -1263,7 +1256,7 @@ class FakeFreddyServer:
         return recase(body, self.casing)
 
     def _daily_answer(self, request: web.Request, org_id: str) -> Any:
-        year, month = self._period(request)
+        year, month = self._period(request, DAILY_YEARS)
         rows, totals = self._org_month(org_id, year, month)
         body = daily_body(org_id, rows, totals, year, month)
         # The daily page prints synapses and neurons as floats ("425000.0").
@@ -1296,19 +1289,10 @@ class FakeFreddyServer:
         return recase(body, self._section4_casing())
 
     def _listing(self, request: web.Request, org_id: str) -> Any:
-        paging = {"page": 1, "page_size": _DEFAULT_PAGE_SIZE}
-        for name in paging:
-            text = request.query.get(name)
-            if text is None:
-                continue
-            if not _INT.fullmatch(text):
-                raise self._invalid(name, text, "must be an integer")
-            paging[name] = int(text)
-        page, size = paging["page"], paging["page_size"]
-        if page < 1:
-            raise self._invalid("page", page, "must be 1 or more")
-        if not 1 <= size <= _MAX_PAGE_SIZE:
-            raise self._invalid("page_size", size, f"must be from 1 to {_MAX_PAGE_SIZE}")
+        paging = read_paging(request.query)
+        if isinstance(paging, list):
+            raise self._invalid(paging)
+        page, size = paging
         keys = self._orgs[org_id]
         items = [key_object(k) for k in keys[(page - 1) * size : page * size]]
         if self.list_shape == "keys":
