@@ -13,7 +13,7 @@ from datetime import date
 from typing import Any, Literal
 from urllib.parse import unquote
 
-from ._oracle import Oracle
+from ._oracle import Oracle, key_page, key_profile, serves
 from ._query import DAILY_YEARS, InvalidParams, Problem, invalid_answer, read_paging, read_period
 from ._wire import DOCS_SNAKE_KEYS, RawNumber, envelope, recase
 
@@ -123,7 +123,7 @@ def gate(
     refused = _authenticate(sent_key, api_key)
     if refused is not None:
         return refused
-    if not oracle.knows(route.org_id):
+    if not serves(oracle, route.org_id):
         return error_reply(
             403,
             "ORGANIZATION_ACCESS_DENIED",
@@ -170,7 +170,7 @@ def _invalid(problems: list[Problem], style: Style) -> Reply:
 
 
 def _usage(route: Route, year: int, month: int, oracle: Oracle, style: Style) -> Reply:
-    key = oracle.profile(route.key_id)
+    key = key_profile(oracle, route.key_id)
     if key is None:
         return error_reply(
             404, "API_KEY_NOT_FOUND", "API key not found", details={"api_key_id": route.key_id}
@@ -209,7 +209,7 @@ def _listing(org_id: str, query: Mapping[str, str], oracle: Oracle, style: Style
     if isinstance(paging, list):
         return _invalid(paging, style)
     page, size = paging
-    items, total = oracle.page(org_id, page, size)
+    items, total = key_page(oracle, org_id, page, size)
     if style.list_shape == "keys":
         return Reply(200, {"keys": items, "total": total, "page": page, "page_size": size})
     pagination = {"page": page, "page_size": size, "total_count": total, "total_pages": -(-total // size)}

@@ -31,7 +31,7 @@ from ._data import (
     usage_body,
 )
 
-__all__ = ["ExpectedTotals", "MonthLike", "Oracle"]
+__all__ = ["ExpectedTotals", "MonthLike", "Oracle", "key_page", "key_profile", "serves"]
 
 
 class _YearMonthAttrs(Protocol):
@@ -136,19 +136,6 @@ class Oracle:
         if self._fixed_today is not None:
             return self._fixed_today
         return datetime.fromtimestamp(self._clock(), timezone.utc).date()
-
-    def knows(self, org_id: str) -> bool:
-        """Whether ``org_id`` is one of the server's organizations."""
-        return org_id in self._orgs
-
-    def profile(self, key_id: str) -> KeyProfile | None:
-        """The key of that ID, of any organization; None when there is none."""
-        return self._keys.get(key_id)
-
-    def page(self, org_id: str, page: int, size: int) -> tuple[list[dict[str, Any]], int]:
-        """One page of the organization's key listing, and how many keys it has in all."""
-        keys = self._orgs[org_id]
-        return [key_object(k) for k in keys[(page - 1) * size : page * size]], len(keys)
 
     @property
     def key_ids(self) -> list[str]:
@@ -316,3 +303,23 @@ class Oracle:
             for k in self._orgs[org_id or self.org_id]
             if self._month_totals(k, year, month).requests == 0
         ]
+
+
+# What the endpoints look up, kept off the Oracle's methods: FakeFreddyServer is an Oracle, and
+# its public methods are the expected_* helpers alone.
+
+
+def serves(oracle: Oracle, org_id: str) -> bool:
+    """Whether ``org_id`` is one of the server's organizations."""
+    return org_id in oracle._orgs
+
+
+def key_profile(oracle: Oracle, key_id: str) -> KeyProfile | None:
+    """The key of that ID, of any organization; None when there is none."""
+    return oracle._keys.get(key_id)
+
+
+def key_page(oracle: Oracle, org_id: str, page: int, size: int) -> tuple[list[dict[str, Any]], int]:
+    """One page of the organization's key listing, and how many keys it has in all."""
+    keys = oracle._orgs[org_id]
+    return [key_object(k) for k in keys[(page - 1) * size : page * size]], len(keys)
