@@ -32,11 +32,10 @@ from ._endpoints import (
     Style,
     answer,
     counted_period,
-    error_reply,
     gate,
     route_of,
 )
-from ._faults import FaultCounts, Limiter, Plan, plan_attempt
+from ._faults import FaultCounts, Limiter, Plan, fault_reply, plan_attempt
 from ._limits import (
     Algorithm,
     LimitOption,
@@ -69,11 +68,6 @@ __all__ = [
 ]
 
 _HOST = "127.0.0.1"
-_BAD_GATEWAY_HTML = (
-    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
-    "</body>\r\n</html>\r\n"
-)
 # stop() wakes every held-back answer, so handlers end at once; the drain timeout only matters
 # on a badly loaded machine, and aiohttp's shutdown timeout only for a handler stuck anyway.
 _DRAIN_TIMEOUT = 5.0
@@ -108,49 +102,14 @@ def _check_seconds(name: str, value: float) -> float:
     return float(value)
 
 
-def _unavailable() -> Reply:
-    return error_reply(
-        503, "SERVICE_UNAVAILABLE", "Service temporarily unavailable", error_type="server_error"
-    )
-
-
-def _fault_reply(plan: Plan) -> tuple[str, Reply | None] | None:
-    """The planned fault that replaces the answer, if any: its name (a :class:`FaultCounts`
-    field) and what to send instead, None for a connection closed without an answer."""
-    if plan.fail_first:
-        return "fail_first", _unavailable()
-    if plan.drop:
-        return "dropped", None
-    if plan.error_status == 500:
-        internal = error_reply(
-            500,
-            "INTERNAL_ERROR",
-            "An unexpected error occurred",
-            system_message="Database query failed",
-            error_type="server_error",
-        )
-        return "error_500", internal
-    if plan.error_status == 502:
-        return "error_502", Reply(502, text=_BAD_GATEWAY_HTML, content_type="text/html")
-    if plan.error_status == 503:
-        # As a proxy or a starting server sends it: half of them with an empty body.
-        return "error_503", Reply(
-            503, text="", content_type=""
-        ) if plan.error_variant < 0.5 else _unavailable()
-    return None
-
-
 def _response(reply: Reply) -> web.Response:
     if reply.text is None:
-        body = dumps(reply.body)
-        return web.Response(
-            status=reply.status, body=body, content_type=reply.content_type, headers=reply.headers
-        )
+        body, content_type = dumps(reply.body), reply.content_type
+        return web.Response(status=reply.status, body=body, content_type=content_type, headers=reply.headers)
     if not reply.text:
         return web.Response(status=reply.status, headers=reply.headers)
-    return web.Response(
-        status=reply.status, text=reply.text, content_type=reply.content_type, headers=reply.headers
-    )
+    text, content_type = reply.text, reply.content_type
+    return web.Response(status=reply.status, text=text, content_type=content_type, headers=reply.headers)
 
 
 def _hang_up(request: web.Request) -> web.StreamResponse:
@@ -584,7 +543,7 @@ class FakeFreddyServer(Oracle):
         if refused is not None:
             return _response(refused)
         plan = self._plan(path, record.query_string)
-        fault = _fault_reply(plan)
+        fault = fault_reply(plan)
         if fault is not None:
             name, reply = fault
             self._count_fault(record, name)
