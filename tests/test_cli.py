@@ -354,7 +354,7 @@ async def test_daily_outside_the_served_years_fails_with_one_line(server: FakeFr
 
     assert result.returncode == 1
     assert len(result.stderr.splitlines()) == 1
-    assert "BadRequestError" in result.stderr
+    assert "UnprocessableEntityError" in result.stderr
 
 
 async def test_daily_table_draws_a_bar_per_day(server: FakeFreddyServer) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -13,7 +14,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp import web
+from yarl import URL
 
 from freddy_async import ApiKeyLimit, YearMonth
 from freddy_async._cli._console import Redacting
@@ -40,11 +44,12 @@ async def server() -> AsyncIterator[FakeFreddyServer]:
         yield fake
 
 
-async def run_cli(*args: str, server: FakeFreddyServer) -> Result:
-    """Run ``python -m freddy_async ARGS`` against ``server``; no output may hold the API key."""
+async def run_cli(*args: str, server: FakeFreddyServer, base_url: str | None = None) -> Result:
+    """Run ``python -m freddy_async ARGS`` against ``server`` (or ``base_url``, in front of it);
+    no output may hold the API key."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FREDDY_")}
     env["FREDDY_API_KEY"] = server.api_key
-    env["FREDDY_BASE_URL"] = server.base_url
+    env["FREDDY_BASE_URL"] = base_url or server.base_url
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "freddy_async", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
@@ -256,14 +261,43 @@ async def test_usage_errors_exit_2_before_any_request(server: FakeFreddyServer) 
     assert server.request_count == 0
 
 
+@contextlib.asynccontextmanager
+async def refusing_2031(real: FakeFreddyServer) -> AsyncIterator[str]:
+    """A loopback proxy to ``real`` that answers any request for 2031 with FastAPI's 422 (the
+    fake server itself refuses no month of the limits endpoint: the API documents no range)."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if request.query.get("year") == "2031":
+            item = {"loc": ["query", "year"], "msg": "Input should be less than or equal to 2030",
+                    "type": "less_than_equal", "input": "2031"}
+            return web.json_response({"detail": [item]}, status=422)
+        url = URL(real.base_url + request.raw_path, encoded=True)
+        async with aiohttp.ClientSession() as http, http.get(url, headers=request.headers) as answer:
+            return web.Response(status=answer.status, body=await answer.read(),
+                                content_type=answer.content_type)
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
 async def test_a_refused_month_ends_with_one_line_and_exit_1(server: FakeFreddyServer) -> None:
-    # The fake server serves 2020-2030: 2031-01 is answered 400.
-    result = await run_cli("costs", "--org", ORG, "--from", "2030-12", "--to", "2031-01", server=server)
+    async with refusing_2031(server) as url:
+        result = await run_cli(
+            "costs", "--org", ORG, "--from", "2030-12", "--to", "2031-01", server=server, base_url=url
+        )
 
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1
-    assert "INVALID_REQUEST" in result.stderr
+    assert "VALIDATION_ERROR" in result.stderr
 
     denied = await run_cli("costs", "--org", "org_unknown", *MONTH_ARGS, server=server)
     assert denied.returncode == 1

@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -18,7 +18,8 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from freddy_async.testing import ExpectedTotals, FakeFreddyServer, RecordedRequest
+from freddy_async import _clock
+from freddy_async.testing import ExpectedTotals, FakeFreddyServer, RecordedRequest, instant_retries
 
 MONEY = re.compile(r"-?\d+\.\d{2}")
 TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
@@ -75,6 +76,17 @@ def list_path(org_id: str) -> str:
     return f"/v1/organizations/{org_id}/api-keys"
 
 
+def month_path(server: FakeFreddyServer, endpoint: str) -> str:
+    """The path of an endpoint that takes ``year`` and ``month``, for the main organization."""
+    org = server.org_id
+    return {
+        "usage": usage_path(server, server.key_ids[0]),
+        "daily": daily_path(org),
+        "limits": f"/v1/analytics/usage/limits/{org}",
+        "summary": f"/v1/analytics/api-keys/summary/{org}",
+    }[endpoint]
+
+
 def snake(value: Any) -> Any:
     """Rename camelCase keys to snake_case, recursively (the test's own converter)."""
     if isinstance(value, dict):
@@ -121,10 +133,10 @@ async def test_usage_matches_expected_for_every_key(
         assert answer.status == 200
         assert answer.headers["Content-Type"].startswith("application/json")
         body = answer.json()
-        assert key_paths(body) == USAGE_CAMEL
-        assert snake(body) == server.expected_usage(key_id, 2025, 11)
-        assert body["apiKeyId"] == key_id
-        assert body["organizationId"] == server.org_id
+        assert key_paths(body) == USAGE_SNAKE
+        assert body == server.expected_usage(key_id, 2025, 11)
+        assert body["api_key_id"] == key_id
+        assert body["organization_id"] == server.org_id
 
 
 async def test_usage_money_is_exact_two_decimal_text(
@@ -132,16 +144,16 @@ async def test_usage_money_is_exact_two_decimal_text(
 ) -> None:
     for key_id in server.key_ids:
         answer = await get(http, server, usage_path(server, key_id), {"month": 3, "year": 2024})
-        for name in ("totalCost", "monthlyLimit", "remainingBudget", "utilizationPercentage"):
+        for name in ("total_cost", "monthly_limit", "remaining_budget", "utilization_percentage"):
             text = re.search(rf'"{name}": ([^,}}]+)', answer.text)
             assert text is not None
             assert text[1] == "null" or MONEY.fullmatch(text[1]), (name, text[1])
-        average = re.search(r'"averageCostPerRequest": ([^,}]+)', answer.text)
+        average = re.search(r'"average_cost_per_request": ([^,}]+)', answer.text)
         assert average is not None
         assert re.fullmatch(r"\d+\.\d{4}", average[1])
 
 
-@pytest.mark.parametrize(("casing", "expected"), [("snake", USAGE_SNAKE), ("docs", USAGE_CAMEL)])
+@pytest.mark.parametrize(("casing", "expected"), [("camel", USAGE_CAMEL), ("docs", USAGE_CAMEL)])
 async def test_usage_casings(
     http: aiohttp.ClientSession, casing: Any, expected: set[str]
 ) -> None:
@@ -171,15 +183,15 @@ async def test_limit_statuses_follow_the_documented_thresholds(
             limit = body.json()["limit"]
             seen.add(limit["status"])
             if limit["status"] == "no_limit":
-                assert limit["monthlyLimit"] is None
-                assert limit["remainingBudget"] is None
+                assert limit["monthly_limit"] is None
+                assert limit["remaining_budget"] is None
                 continue
-            cost = body.json()["usage"]["totalCost"]
-            assert limit["remainingBudget"] == limit["monthlyLimit"] - cost
-            percent = limit["utilizationPercentage"]
+            cost = body.json()["usage"]["total_cost"]
+            assert limit["remaining_budget"] == limit["monthly_limit"] - cost
+            percent = limit["utilization_percentage"]
             if limit["status"] == "exceeded":
                 assert percent >= 100
-                assert limit["remainingBudget"] <= 0
+                assert limit["remaining_budget"] <= 0
             elif limit["status"] == "warning":
                 assert 80 <= percent < 100
             else:
@@ -199,9 +211,9 @@ async def test_some_keys_have_months_without_traffic(
     month, key_id = idle[0]
     usage = (await get(http, server, usage_path(server, key_id), {"month": month, "year": 2025}))
     totals = usage.json()["usage"]
-    assert totals["totalRequests"] == totals["totalSynapses"] == totals["totalNeurons"] == 0
-    assert totals["totalCost"] == 0
-    assert totals["averageCostPerRequest"] == 0
+    assert totals["total_requests"] == totals["total_synapses"] == totals["total_neurons"] == 0
+    assert totals["total_cost"] == 0
+    assert totals["average_cost_per_request"] == 0
 
 
 # -- daily (API.md §2) ---------------------------------------------------------------------
@@ -254,29 +266,29 @@ async def test_daily_rows_add_up_to_summary_and_to_the_keys(
     for year, month in [(2024, 2), (2025, 11)]:
         daily = await get(http, server, daily_path(server.org_id), {"year": year, "month": month})
         body = daily.json()
-        rows, summary, period = body["dailyUsage"], body["summary"], body["period"]
+        rows, summary, period = body["daily_usage"], body["summary"], body["period"]
         dates = [row["date"] for row in rows]
         assert dates == sorted(dates, reverse=True)  # newest first, as in the docs
         assert all(row["requests"] > 0 for row in rows)
-        assert period["daysWithApiUsage"] == len(rows)
-        assert sum(row["requests"] for row in rows) == summary["totalApiKeyRequests"]
-        assert sum(row["cost"] for row in rows) == summary["totalApiKeyCost"]
-        assert sum(row["synapses"] for row in rows) == summary["totalSynapses"]
-        assert sum(row["neurons"] for row in rows) == summary["totalNeurons"]
+        assert period["days_with_api_usage"] == len(rows)
+        assert sum(row["requests"] for row in rows) == summary["total_api_key_requests"]
+        assert sum(row["cost"] for row in rows) == summary["total_api_key_cost"]
+        assert sum(row["synapses"] for row in rows) == summary["total_synapses"]
+        assert sum(row["neurons"] for row in rows) == summary["total_neurons"]
 
         per_key = [
             (await get(http, server, usage_path(server, k), {"year": year, "month": month}))
             .json()["usage"]
             for k in server.key_ids
         ]
-        assert sum(u["totalRequests"] for u in per_key) == summary["totalApiKeyRequests"]
-        assert sum(u["totalCost"] for u in per_key) == summary["totalApiKeyCost"]
-        assert sum(u["totalSynapses"] for u in per_key) == summary["totalSynapses"]
-        assert sum(u["totalNeurons"] for u in per_key) == summary["totalNeurons"]
-        average = summary["totalApiKeyCost"] / summary["totalApiKeyRequests"]
-        assert summary["averageCostPerRequest"] == average.quantize(Decimal("0.0001"))
-        assert isinstance(summary["totalApiKeyCost"], Decimal)
-        assert summary["totalApiKeyCost"] == server.expected_total_cost(months=[(year, month)])
+        assert sum(u["total_requests"] for u in per_key) == summary["total_api_key_requests"]
+        assert sum(u["total_cost"] for u in per_key) == summary["total_api_key_cost"]
+        assert sum(u["total_synapses"] for u in per_key) == summary["total_synapses"]
+        assert sum(u["total_neurons"] for u in per_key) == summary["total_neurons"]
+        average = summary["total_api_key_cost"] / summary["total_api_key_requests"]
+        assert summary["average_cost_per_request"] == average.quantize(Decimal("0.0001"))
+        assert isinstance(summary["total_api_key_cost"], Decimal)
+        assert summary["total_api_key_cost"] == server.expected_total_cost(months=[(year, month)])
 
 
 async def test_daily_period_of_a_leap_february(
@@ -284,13 +296,13 @@ async def test_daily_period_of_a_leap_february(
 ) -> None:
     answer = await get(http, server, daily_path(server.org_id), {"year": 2024, "month": 2})
     body = answer.json()
-    assert body["period"]["startDate"] == "2024-02-01"
-    assert body["period"]["endDate"] == "2024-02-29"
-    assert body["period"]["daysInMonth"] == 29
+    assert body["period"]["start_date"] == "2024-02-01"
+    assert body["period"]["end_date"] == "2024-02-29"
+    assert body["period"]["days_in_month"] == 29
     # Synapses and neurons come as floats ("425000.0"), as printed on the daily page.
     text = answer.text
     assert re.search(r'"synapses": \d+\.0[,}]', text)
-    assert re.search(r'"totalNeurons": \d+\.0[,}]', text)
+    assert re.search(r'"total_neurons": \d+\.0[,}]', text)
 
 
 # -- listing (API.md §3) -------------------------------------------------------------------
@@ -353,18 +365,38 @@ async def test_listing_key_objects(http: aiohttp.ClientSession) -> None:
 
 
 @pytest.mark.parametrize(
-    "params",
-    [{"page_size": 101}, {"page_size": 0}, {"page": 0}, {"page": "two"}, {"page_size": "1.5"}],
+    ("params", "kind"),
+    [
+        ({"page_size": 101}, "less_than_equal"),
+        ({"page_size": 0}, "greater_than_equal"),
+        ({"page": 0}, "greater_than_equal"),
+        ({"page": "two"}, "int_parsing"),
+        ({"page_size": "1.5"}, "int_parsing"),
+    ],
 )
 async def test_listing_rejects_bad_paging(
-    http: aiohttp.ClientSession, server: FakeFreddyServer, params: dict[str, str | int]
+    http: aiohttp.ClientSession, server: FakeFreddyServer, params: dict[str, str | int], kind: str
 ) -> None:
     answer = await get(http, server, list_path(server.org_id), params)
-    assert answer.status == 400
-    assert answer.json()["error"]["code"] == "INVALID_REQUEST"
+    [(name, value)] = params.items()
+    assert fastapi_detail(answer) == [(["query", name], kind, str(value))]
+    server.invalid_params = "docs"
+    answer = await get(http, server, list_path(server.org_id), params)
+    assert check_envelope(answer, 400, "INVALID_REQUEST")["details"]["parameter"] == name
 
 
 # -- errors --------------------------------------------------------------------------------
+
+
+def fastapi_detail(answer: Answer) -> list[tuple[list[str], str, str]]:
+    """The (loc, type, input) of each problem of a 422 in FastAPI's shape, checking its form."""
+    assert answer.status == 422
+    body = answer.json()
+    assert set(body) == {"detail"}
+    for item in body["detail"]:
+        assert {"loc", "msg", "type", "input"} <= set(item)
+        assert isinstance(item["msg"], str) and item["msg"]
+    return [(item["loc"], item["type"], item["input"]) for item in body["detail"]]
 
 
 def check_envelope(answer: Answer, status: int, code: str) -> dict[str, Any]:
@@ -422,25 +454,61 @@ async def test_unknown_key_is_404_with_details(
 
 
 @pytest.mark.parametrize(
-    "params",
+    ("params", "problems"),
     [
-        {"month": 13, "year": 2025},
-        {"month": 0, "year": 2025},
-        {"month": "nov", "year": 2025},
-        {"month": 11, "year": 2019},
-        {"month": 11, "year": 2031},
-        {"month": 11, "year": "2025.0"},
+        ({"month": 13, "year": 2025}, [("month", "less_than_equal")]),
+        ({"month": 0, "year": 2025}, [("month", "greater_than_equal")]),
+        ({"month": "nov", "year": 2025}, [("month", "int_parsing")]),
+        ({"month": 11, "year": "2025.0"}, [("year", "int_parsing")]),
+        ({"month": "x", "year": "y"}, [("year", "int_parsing"), ("month", "int_parsing")]),
     ],
 )
-@pytest.mark.parametrize("endpoint", ["usage", "daily"])
-async def test_bad_month_or_year_is_400(
+@pytest.mark.parametrize("endpoint", ["usage", "daily", "limits", "summary"])
+async def test_bad_month_or_year_is_422_with_every_problem(
     http: aiohttp.ClientSession,
     server: FakeFreddyServer,
     params: dict[str, str | int],
+    problems: list[tuple[str, str]],
     endpoint: str,
 ) -> None:
-    path = usage_path(server, server.key_ids[0]) if endpoint == "usage" else daily_path("org_demo")
-    check_envelope(await get(http, server, path, params), 400, "INVALID_REQUEST")
+    path = month_path(server, endpoint)
+    detail = fastapi_detail(await get(http, server, path, params))
+    assert [(loc, kind) for loc, kind, _ in detail] == [(["query", n], k) for n, k in problems]
+    assert [value for _, _, value in detail] == [str(params[n]) for n, _ in problems]
+
+
+@pytest.mark.parametrize("endpoint", ["usage", "daily", "limits", "summary"])
+async def test_docs_style_keeps_the_400_envelope(
+    http: aiohttp.ClientSession, endpoint: str
+) -> None:
+    async with FakeFreddyServer(keys=2, invalid_params="docs") as server:
+        answer = await get(http, server, month_path(server, endpoint), {"month": 13})
+        error = check_envelope(answer, 400, "INVALID_REQUEST")
+        assert error["type"] == "validation_error"
+        assert error["details"] == {"parameter": "month", "value": "13"}
+
+
+@pytest.mark.parametrize("year", [2019, 2031])
+async def test_the_year_range_applies_to_the_daily_endpoint_only(
+    http: aiohttp.ClientSession, server: FakeFreddyServer, year: int
+) -> None:
+    params = {"month": 11, "year": year}
+    daily = fastapi_detail(await get(http, server, daily_path(server.org_id), params))
+    bound = "greater_than_equal" if year < 2020 else "less_than_equal"
+    assert daily == [(["query", "year"], bound, str(year))]
+    for endpoint in ("usage", "limits", "summary"):
+        answer = await get(http, server, month_path(server, endpoint), params)
+        assert answer.status == 200, endpoint
+    key_id = server.key_ids[0]
+    usage = (await get(http, server, usage_path(server, key_id), params)).json()
+    assert usage == server.expected_usage(key_id, year, 11)
+
+
+def test_invalid_params_option_is_checked() -> None:
+    with pytest.raises(ValueError, match="invalid_params"):
+        FakeFreddyServer(invalid_params="html")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="today"):
+        FakeFreddyServer(today="2026-11-29")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -495,13 +563,13 @@ async def test_extra_organizations(http: aiohttp.ClientSession) -> None:
         assert snake(usage.json()) == server.expected_usage(
             two[0], usage.json()["year"], 2
         )
-        assert usage.json()["organizationId"] == "org_two"
+        assert usage.json()["organization_id"] == "org_two"
         # A key asked for under the wrong (but known) organization.
         wrong = await get(http, server, usage_path(server, two[0]), {"month": 2})
         error = check_envelope(wrong, 403, "ORGANIZATION_ACCESS_DENIED")
         assert error["details"] == {"api_key_id": two[0], "organization_id": "org_demo"}
         daily = (await get(http, server, daily_path("org_two"), {"year": 2025, "month": 5})).json()
-        assert daily["summary"]["totalApiKeyCost"] == server.expected_total_cost(
+        assert daily["summary"]["total_api_key_cost"] == server.expected_total_cost(
             months=["2025-05"], org_id="org_two"
         )
 
@@ -547,8 +615,8 @@ async def test_expected_totals_match_the_wire(
         for year, month in months:
             params = {"year": year, "month": month}
             usage = (await get(http, server, usage_path(server, key_id), params)).json()["usage"]
-            cost += usage["totalCost"]
-            requests += usage["totalRequests"]
+            cost += usage["total_cost"]
+            requests += usage["total_requests"]
     keys = server.key_ids[:5]
     for spelled in (months, ["2025-01", "2025-02", "2025-3"], [YM(y, m) for y, m in months]):
         assert server.expected_total_cost(keys, months=spelled) == cost
@@ -610,3 +678,63 @@ async def test_freddy_server_fixture(
     answer = await get(http, freddy_server, usage_path(freddy_server, key_id), {"month": 1})
     assert answer.status == 200
     assert freddy_server.fetch_count(key_id, answer.json()["year"], 1) == 1
+
+
+# -- the current month ---------------------------------------------------------------------
+
+
+async def test_the_current_month_has_no_future_days_and_adds_up_everywhere(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with FakeFreddyServer(keys=10, seed=4, today=date(2026, 11, 29)) as server:
+        assert server.today == date(2026, 11, 29)
+        org, keys = server.org_id, server.key_ids
+        daily = (await get(http, server, daily_path(org))).json()
+        assert (daily["period"]["year"], daily["period"]["month"]) == (2026, 11)
+        assert daily["daily_usage"]
+        assert max(row["date"] for row in daily["daily_usage"]) <= "2026-11-29"
+        summary = (await get(http, server, month_path(server, "summary"))).json()
+        limits = (await get(http, server, month_path(server, "limits"))).json()
+        usage = [(await get(http, server, usage_path(server, k))).json() for k in keys]
+        for body in (summary, daily["summary"]):
+            assert TIMESTAMP.fullmatch(body.pop("generated_at"))
+            assert body == server.expected_summary(2026, 11)
+        assert limits == server.expected_limits(2026, 11)
+        assert usage == [server.expected_usage(k, 2026, 11) for k in keys]
+        costs = [u["usage"]["total_cost"] for u in usage]
+        assert [k["current_usage"] for k in limits["api_key_limits"]] == costs
+        assert sum(costs) == summary["total_api_key_cost"] == sum(
+            row["cost"] for row in daily["daily_usage"]
+        )
+
+
+async def test_days_that_have_passed_keep_their_numbers() -> None:
+    during = FakeFreddyServer(keys=8, seed=4, today=date(2026, 11, 29))
+    after = FakeFreddyServer(keys=8, seed=4, today=date(2026, 12, 1))
+    rows = after.expected_daily(2026, 11)["daily_usage"]
+    assert rows[0]["date"] == "2026-11-30"  # the day the first server has not seen yet
+    assert during.expected_daily(2026, 11)["daily_usage"] == rows[1:]
+    assert during.expected_total_cost(months=["2026-11"]) < after.expected_total_cost(
+        months=["2026-11"]
+    )
+    assert during.expected_total_cost(months=["2026-10"]) == after.expected_total_cost(
+        months=["2026-10"]
+    )
+
+
+async def test_a_future_month_has_no_traffic(http: aiohttp.ClientSession) -> None:
+    async with FakeFreddyServer(keys=5, today=date(2026, 11, 29)) as server:
+        params = {"year": 2026, "month": 12}
+        daily = (await get(http, server, daily_path(server.org_id), params)).json()
+        assert daily["daily_usage"] == []
+        assert daily["summary"]["total_api_key_cost"] == 0
+        assert sorted(server.keys_without_traffic(2026, 12)) == sorted(server.key_ids)
+        usage = (await get(http, server, usage_path(server, server.key_ids[0]), params)).json()
+        assert usage["usage"]["total_requests"] == 0
+
+
+def test_today_follows_the_server_clock_by_default() -> None:
+    with instant_retries():
+        server = FakeFreddyServer(keys=1, clock_skew=2 * 86400)
+        now = datetime.fromtimestamp(_clock.wall(), timezone.utc)
+        assert server.today == (now + timedelta(days=2)).date()

@@ -255,8 +255,8 @@ async def test_both_endpoints_are_rate_limited(http: aiohttp.ClientSession) -> N
 @pytest.mark.parametrize("path", [limits_path, summary_path])
 async def test_errors(http: aiohttp.ClientSession, server: FakeFreddyServer, path: Any) -> None:
     status, body, _ = await get(http, server, path(server.org_id), {"month": 13, "year": 2025})
-    assert status == 400
-    assert body["error"]["code"] == "INVALID_REQUEST"
+    assert status == 422
+    assert body["detail"][0]["loc"] == ["query", "month"]
 
     status, body, _ = await get(http, server, path("org_other"), {"month": 1, "year": 2025})
     assert status == 403

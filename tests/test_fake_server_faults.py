@@ -333,6 +333,8 @@ async def test_standalone_server_prints_its_address_and_stops_on_signal(
         "4",
         "--casing",
         "snake",
+        "--invalid-params",
+        "docs",
         "--error-rate",
         "0",
         # The rate-limit flags reach the server: a sliding window of 100 a second, IETF headers.
@@ -361,6 +363,9 @@ async def test_standalone_server_prints_its_address_and_stops_on_signal(
             body = json.loads(await response.text(), parse_float=Decimal)
             assert response.headers["RateLimit-Policy"] == "100;w=1"
         assert body == expected.expected_usage(expected.key_ids[2], 2025, 7)
+        async with http.get(url + "&month=13", headers={"X-API-Key": api_key}) as response:
+            assert response.status == 400  # the docs pages' envelope, as asked, not FastAPI's 422
+            assert json.loads(await response.text())["error"]["code"] == "INVALID_REQUEST"
         spent = f"{base_url}/v1/analytics/api-keys/usage/org_demo/ak_spent"
         async with http.get(spent, headers={"X-API-Key": api_key}) as response:
             assert response.status == 429

@@ -134,10 +134,11 @@ async def raised(call: Awaitable[Any]) -> FreddyError:
 async def raise_each_error() -> list[BaseException]:
     """One exception of every class the client raises, each made the way it happens."""
     errors: list[BaseException] = []
-    async with FakeFreddyServer(keys=2, api_key=SECRET) as server:
+    # The docs pages' 400 envelope for a bad parameter, rather than the default 422.
+    async with FakeFreddyServer(keys=2, api_key=SECRET, invalid_params="docs") as server:
         base, org, key = server.base_url, server.org_id, server.key_ids[0]
         async with FreddyClient(SECRET, base_url=base, max_retries=0) as client:
-            errors.append(await raised(usage(client, org, key, year=2019)))  # 400
+            errors.append(await raised(client.get_api_key_daily_usage(org, year=2019, month=1)))  # 400
             errors.append(await raised(usage(client, "org_other", key)))  # 403
             errors.append(await raised(usage(client, org, "apikey_missing")))  # 404
         async with FreddyClient(WRONG, base_url=base, max_retries=0) as client:

@@ -14,7 +14,8 @@ from freddy_async._clock import RecordedWait
 from freddy_async._clock import instant_waits as instant_retries
 
 from ._faults import FaultCounts
-from ._server import ExpectedTotals, FakeFreddyServer, MonthLike, RecordedRequest
+from ._oracle import ExpectedTotals, MonthLike
+from ._server import FakeFreddyServer, RecordedRequest
 
 __all__ = [
     "ExpectedTotals",

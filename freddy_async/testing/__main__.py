@@ -12,12 +12,15 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import get_args
 
 from ._server import (
     Algorithm,
+    Casing,
     FakeFreddyServer,
+    InvalidParams,
+    ListShape,
     RateLimitHeaders,
     ResetFormat,
     RetryAfterFormat,
@@ -38,7 +41,14 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m freddy_async.testing",
         description="Serve the fake Freddy analytics API on 127.0.0.1 until SIGINT/SIGTERM.",
     )
-    add = parser.add_argument
+    _add_data_options(parser.add_argument)
+    _add_wire_options(parser.add_argument)
+    _add_limit_options(parser.add_argument)
+    _add_fault_options(parser.add_argument)
+    return parser
+
+
+def _add_data_options(add: Callable[..., object]) -> None:
     add("--port", type=int, default=0, help="port to listen on; 0 picks a free one (default)")
     add("--keys", type=int, default=20, help="API keys of the organization (default 20)")
     add("--org-id", default="org_demo", help="the organization's ID (default org_demo)")
@@ -52,8 +62,34 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("--seed", type=int, default=0, help="seed of the data and fault draws (default 0)")
     add("--api-key", default=None, help="the API key to accept (default: a random one)")
-    add("--casing", choices=("camel", "snake", "docs"), default="camel", help="body key casing")
-    add("--list-shape", choices=("keys", "api_keys"), default="keys", help="key listing shape")
+
+
+def _add_wire_options(add: Callable[..., object]) -> None:
+    add(
+        "--casing",
+        choices=get_args(Casing),
+        default="snake",
+        help="body key casing: snake (default) as the API's generated SDKs read it, which are "
+        "derived from the server's own models; camel as the usage docs page prints it; docs as "
+        "the daily page mixes them",
+    )
+    add(
+        "--list-shape",
+        choices=get_args(ListShape),
+        default="keys",
+        help="key listing shape: keys (default; keys/total/page/page_size, the only one the "
+        "generated SDKs know) or api_keys (api_keys/pagination, also in the docs)",
+    )
+    add(
+        "--invalid-params",
+        choices=get_args(InvalidParams),
+        default="fastapi",
+        help="answer to a bad query parameter: fastapi (default; 422 with a detail list, as the "
+        "OpenAPI spec declares) or docs (the docs pages' 400 INVALID_REQUEST envelope)",
+    )
+
+
+def _add_limit_options(add: Callable[..., object]) -> None:
     add("--requests-per-minute", type=float, default=None, help="per-organization rate limit")
     add("--rate-limit-burst", type=float, default=None, help="rate limit bucket capacity")
     add(
@@ -90,6 +126,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY_ID",
         help="a key whose spending limit is used up: 429 USAGE_LIMIT_EXCEEDED (repeatable)",
     )
+
+
+def _add_fault_options(add: Callable[..., object]) -> None:
     add("--error-rate", type=float, default=0.0, help="share of 500/502/503 answers")
     add("--drop-rate", type=float, default=0.0, help="share of connections dropped unanswered")
     add("--truncate-rate", type=float, default=0.0, help="share of 200 bodies cut short")
@@ -97,7 +136,6 @@ def _parser() -> argparse.ArgumentParser:
     add("--slow-rate", type=float, default=0.0, help="share of answers held back")
     add("--slow-delay", type=float, default=30.0, help="seconds a slow answer is held back")
     add("--fail-first", type=int, default=0, help="first N attempts of each request answer 503")
-    return parser
 
 
 async def _serve(args: argparse.Namespace) -> None:
@@ -108,6 +146,7 @@ async def _serve(args: argparse.Namespace) -> None:
         seed=args.seed,
         casing=args.casing,
         list_shape=args.list_shape,
+        invalid_params=args.invalid_params,
         extra_orgs=dict(args.extra_org),
         port=args.port,
         requests_per_minute=args.requests_per_minute,
@@ -141,8 +180,9 @@ async def _serve(args: argparse.Namespace) -> None:
         print(f"FREDDY_API_KEY={server.api_key}", flush=True)
         print(f"FREDDY_ORG_ID={server.org_id}", flush=True)
         print(
-            f"Serving {len(server.key_ids)} keys of {server.org_id} on {server.base_url}; "
-            "stop with Ctrl+C",
+            f"Serving {len(server.key_ids)} keys of {server.org_id} on {server.base_url} "
+            f"({server.casing} casing, {server.list_shape!r} listing, {server.invalid_params} answers "
+            "to bad parameters: see --help); stop with Ctrl+C",
             file=sys.stderr,
             flush=True,
         )

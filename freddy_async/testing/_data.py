@@ -12,7 +12,7 @@ import hashlib
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from typing import Any, NamedTuple
 
@@ -21,6 +21,7 @@ __all__ = [
     "KeyProfile",
     "MonthTotals",
     "daily_body",
+    "days_passed",
     "key_days",
     "key_object",
     "limits_body",
@@ -46,6 +47,9 @@ _SCOPES = ("analytics:read", "chat:write", "files:read", "models:read", "usage:r
 # An organization's monthly limit per key it has, in centimes: spread so that the seeds give
 # organizations under, near and over their limit.
 _ORG_LIMITS_PER_KEY_CENTIMES = (50_000, 100_000, 150_000, 300_000)
+_EPOCH = datetime(2019, 1, 1, tzinfo=timezone.utc)
+_USED_SINCE = datetime(2025, 1, 1, tzinfo=timezone.utc)
+_EXPIRING_FROM = datetime(2031, 1, 1, tzinfo=timezone.utc)
 # Worst last: the summary's overall status is the worst of the organization's and its keys'.
 _STATUS_ORDER = ("no_limit", "ok", "warning", "exceeded")
 
@@ -147,62 +151,66 @@ def make_keys(seed: int, org_id: str, count: int, taken: set[str]) -> list[KeyPr
 
     Key number i is the same whatever ``count`` is, so a bigger server only adds keys.
     """
-    epoch = datetime(2019, 1, 1, tzinfo=timezone.utc)
-    keys: list[KeyProfile] = []
-    for index in range(count):
-        # Kinds are dealt in shuffled blocks: any aligned 5 keys cover every limit status,
-        # while their order still looks random.
-        block = list(_KINDS)
-        _rng("kinds", seed, org_id, index // len(_KINDS)).shuffle(block)
-        kind = block[index % len(_KINDS)]
-        rng = _rng("key", seed, org_id, index)
-        key_id = ""
-        while not key_id or key_id in taken:
-            key_id = f"{_PREFIXES[index % len(_PREFIXES)]}{rng.getrandbits(48):012x}"
-        taken.add(key_id)
-        limited = kind in _BANDS or (kind == "sparse" and rng.random() < 0.5)
-        created_at = epoch + timedelta(seconds=rng.randrange(300 * 86_400))
-        last_used = rng.random() < 0.8
-        expires = rng.random() < 0.25
-        keys.append(
-            KeyProfile(
-                key_id=key_id,
-                organization_id=org_id,
-                index=index,
-                name=f"{rng.choice(_NAMES)} Key {index + 1}",
-                kind=kind,
-                limit_centimes=rng.choice(_LIMITS_CENTIMES) if limited else None,
-                scale_centimes=rng.choice(_SCALES_CENTIMES),
-                rate=rng.randint(500, 5_000),
-                active_percent=rng.randint(40, 100),
-                key_prefix=f"fr_{rng.getrandbits(24):06x}",
-                created_by=f"usr_{rng.getrandbits(32):08x}",
-                created_at=created_at,
-                is_active=rng.random() < 0.9,
-                is_paused=rng.random() < 0.1,
-                scopes=tuple(s for s in _SCOPES if s == "analytics:read" or rng.random() < 0.4),
-                last_used_at=(
-                    datetime(2025, 1, 1, tzinfo=timezone.utc)
-                    + timedelta(seconds=rng.randrange(300 * 86_400))
-                    if last_used
-                    else None
-                ),
-                expires_at=(
-                    datetime(2031, 1, 1, tzinfo=timezone.utc) + timedelta(days=rng.randrange(365))
-                    if expires
-                    else None
-                ),
-            )
-        )
-    return keys
+    return [_make_key(seed, org_id, index, taken) for index in range(count)]
 
 
-def key_days(seed: int, key: KeyProfile, year: int, month: int) -> list[DayRow]:
-    """Return the key's days with traffic in that month, oldest first.
+def _make_key(seed: int, org_id: str, index: int, taken: set[str]) -> KeyProfile:
+    # Kinds are dealt in shuffled blocks: any aligned 5 keys cover every limit status,
+    # while their order still looks random.
+    block = list(_KINDS)
+    _rng("kinds", seed, org_id, index // len(_KINDS)).shuffle(block)
+    kind = block[index % len(_KINDS)]
+    # Every draw below comes in a fixed order: reordering them would change every seed's data.
+    rng = _rng("key", seed, org_id, index)
+    key_id = ""
+    while not key_id or key_id in taken:
+        key_id = f"{_PREFIXES[index % len(_PREFIXES)]}{rng.getrandbits(48):012x}"
+    taken.add(key_id)
+    limited = kind in _BANDS or (kind == "sparse" and rng.random() < 0.5)
+    created_at = _EPOCH + timedelta(seconds=rng.randrange(300 * 86_400))
+    last_used = rng.random() < 0.8
+    expires = rng.random() < 0.25
+    return KeyProfile(
+        key_id=key_id,
+        organization_id=org_id,
+        index=index,
+        name=f"{rng.choice(_NAMES)} Key {index + 1}",
+        kind=kind,
+        limit_centimes=rng.choice(_LIMITS_CENTIMES) if limited else None,
+        scale_centimes=rng.choice(_SCALES_CENTIMES),
+        rate=rng.randint(500, 5_000),
+        active_percent=rng.randint(40, 100),
+        key_prefix=f"fr_{rng.getrandbits(24):06x}",
+        created_by=f"usr_{rng.getrandbits(32):08x}",
+        created_at=created_at,
+        is_active=rng.random() < 0.9,
+        is_paused=rng.random() < 0.1,
+        scopes=tuple(s for s in _SCOPES if s == "analytics:read" or rng.random() < 0.4),
+        last_used_at=_USED_SINCE + timedelta(seconds=rng.randrange(300 * 86_400)) if last_used else None,
+        expires_at=_EXPIRING_FROM + timedelta(days=rng.randrange(365)) if expires else None,
+    )
 
-    The month's cost is fixed first (from the key's limit band or scale) and then split over
-    the active days, so a limited key always lands in its status band.
+
+def days_passed(year: int, month: int, today: date) -> int:
+    """How many days of the month have begun by ``today``: all of a past one, none of a future one."""
+    if (year, month) < (today.year, today.month):
+        return calendar.monthrange(year, month)[1]
+    if (year, month) > (today.year, today.month):
+        return 0
+    return today.day
+
+
+def key_days(seed: int, key: KeyProfile, year: int, month: int, through: int = 31) -> list[DayRow]:
+    """Return the key's days with traffic in that month up to day ``through``, oldest first.
+
+    The whole month's cost is fixed first (from the key's limit band or scale) and then split
+    over the active days, so a limited key lands in its status band once the month is over;
+    ``through`` only cuts days off, so a day's numbers never change as the month goes on.
     """
+    return [row for row in _month_days(seed, key, year, month) if row.day <= through]
+
+
+def _month_days(seed: int, key: KeyProfile, year: int, month: int) -> list[DayRow]:
     rng = _rng("usage", seed, key.key_id, year, month)
     if key.kind == "sparse" and rng.random() < 0.5:
         return []
@@ -250,11 +258,12 @@ def month_totals(rows: Sequence[DayRow]) -> MonthTotals:
     )
 
 
-def org_days(seed: int, keys: Iterable[KeyProfile], year: int, month: int) -> list[DayRow]:
-    """Sum the keys' day rows per day; days without traffic are left out; newest first."""
+def org_days(seed: int, keys: Iterable[KeyProfile], year: int, month: int, through: int = 31) -> list[DayRow]:
+    """Sum the keys' day rows per day up to ``through``; days without traffic are left out;
+    newest first."""
     per_day: dict[int, MonthTotals] = {}
     for key in keys:
-        for row in key_days(seed, key, year, month):
+        for row in key_days(seed, key, year, month, through):
             per_day[row.day] = per_day.get(row.day, MonthTotals()) + MonthTotals(
                 row.requests, row.cost_centimes, row.synapses, row.neurons
             )
@@ -317,9 +326,7 @@ def org_limit_centimes(seed: int, org_id: str, key_count: int) -> int | None:
     return key_count * _rng("org-limit", seed, org_id).choice(_ORG_LIMITS_PER_KEY_CENTIMES)
 
 
-def limits_body(
-    org_limit: int | None, keys: Sequence[tuple[KeyProfile, MonthTotals]]
-) -> dict[str, Any]:
+def limits_body(org_limit: int | None, keys: Sequence[tuple[KeyProfile, MonthTotals]]) -> dict[str, Any]:
     """Build the usage-limits answer (API.md §4) in snake_case, money as Decimal.
 
     ``keys`` are the organization's keys in listing order with their month's totals; each

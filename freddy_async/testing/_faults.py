@@ -1,4 +1,4 @@
-"""Misbehaviour on purpose: the seeded fault plan and the rate limiters.
+"""Misbehaviour on purpose: the seeded fault plan, the answers faults send, and the rate limiters.
 
 The limiters are pure: each reads time only through the clock callable it is given, so the
 server hands them the one clock of :mod:`freddy_async._clock` and a test a hand-moved one.
@@ -15,6 +15,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
+from ._endpoints import Reply, error_reply
+
 __all__ = [
     "FaultCounts",
     "FixedWindow",
@@ -23,8 +25,15 @@ __all__ = [
     "SlidingWindow",
     "TokenBucket",
     "Verdict",
+    "fault_reply",
     "plan_attempt",
 ]
+
+_BAD_GATEWAY_HTML = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
 
 
 @dataclass
@@ -68,6 +77,36 @@ class Plan:
     truncate: bool = False
     truncate_share: float = 0.5
     slow: bool = False
+
+
+def _unavailable() -> Reply:
+    unavailable = "Service temporarily unavailable"
+    return error_reply(503, "SERVICE_UNAVAILABLE", unavailable, error_type="server_error")
+
+
+def fault_reply(plan: Plan) -> tuple[str, Reply | None] | None:
+    """The planned fault that replaces the answer, if any: its name (a :class:`FaultCounts`
+    field) and what to send instead, None for a connection closed without an answer."""
+    if plan.fail_first:
+        return "fail_first", _unavailable()
+    if plan.drop:
+        return "dropped", None
+    if plan.error_status == 500:
+        internal = error_reply(
+            500,
+            "INTERNAL_ERROR",
+            "An unexpected error occurred",
+            system_message="Database query failed",
+            error_type="server_error",
+        )
+        return "error_500", internal
+    if plan.error_status == 502:
+        return "error_502", Reply(502, text=_BAD_GATEWAY_HTML, content_type="text/html")
+    if plan.error_status == 503:
+        # As proxies and starting servers send it: half of them with an empty body.
+        empty = plan.error_variant < 0.5
+        return "error_503", Reply(503, text="") if empty else _unavailable()
+    return None
 
 
 def plan_attempt(
