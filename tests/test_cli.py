@@ -20,7 +20,8 @@ import pytest
 
 from freddy_async import ApiKeyUsage, DailyUsage, LimitStatus
 from freddy_async._cli._console import Redacting
-from freddy_async._cli._output import json_text, worst_status
+from freddy_async._cli._records import worst_status
+from freddy_async._cli._writers import json_text
 from freddy_async.testing import FakeFreddyServer
 
 ORG = "org_cli"
@@ -53,15 +54,19 @@ def _env(server: FakeFreddyServer | None, extra: Mapping[str, str] | None = None
 
 
 async def run_cli(
-    *args: str, server: FakeFreddyServer | None = None, env: Mapping[str, str] | None = None
+    *args: str, server: FakeFreddyServer | None = None, env: Mapping[str, str] | None = None,
+    stdin: str | None = None,
 ) -> Result:
-    """Run ``python -m freddy_async ARGS`` and check that no output holds the API key."""
+    """Run ``python -m freddy_async ARGS`` (``stdin`` on its stdin) and check that no output holds
+    the API key."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "freddy_async", *args,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env=env if env is not None else _env(server),
     )
-    out, err = await asyncio.wait_for(process.communicate(), TIMEOUT)
+    data = stdin.encode() if stdin is not None else None
+    out, err = await asyncio.wait_for(process.communicate(data), TIMEOUT)
     assert process.returncode is not None
     result = Result(process.returncode, out.decode(), err.decode())
     if server is not None:
@@ -159,7 +164,9 @@ async def test_table_report_has_a_row_per_key_and_exact_totals(server: FakeFredd
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     key_rows = [line for line in lines if line.split(" ")[0] in server.key_ids]
-    assert [row.split()[0] for row in key_rows] == server.key_ids
+    # Costliest first, ties by key ID: the same order every run.
+    by_cost = sorted(server.key_ids, key=lambda k: (-server.expected_total_cost([k], months=MONTHS), k))
+    assert [row.split()[0] for row in key_rows] == by_cost
     total_line = next(line for line in lines if line.startswith("TOTAL (6 keys)"))
     expected = server.expected_totals(months=MONTHS)
     assert f"{expected.cost:,.2f}" in total_line
