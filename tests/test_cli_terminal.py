@@ -6,16 +6,13 @@ what it draws there is read back from the terminal's other end.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
 
 import pytest
 from rich.cells import cell_len
-from test_cli import MONTH_ARGS, ORG, TIMEOUT, _env
+from test_cli import MONTH_ARGS, ORG, _env, on_terminal
 
 from freddy_async.testing import FakeFreddyServer
 
@@ -35,13 +32,6 @@ ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 COLOUR = re.compile(r"\x1b\[(?:[0-9]+;)*(?:3[0-9]|9[0-7])[;m]")  # a foreground colour
 
 
-@dataclass
-class Terminal:
-    returncode: int
-    shown: str  # what the terminal received, escape sequences included
-    piped: str  # the other stream, a pipe
-
-
 @pytest.fixture
 async def server() -> AsyncIterator[FakeFreddyServer]:
     async with FakeFreddyServer(keys=6, org_id=ORG, seed=7) as fake:
@@ -51,52 +41,6 @@ async def server() -> AsyncIterator[FakeFreddyServer]:
 def _terminal_env(base: Mapping[str, str], **extra: str) -> dict[str, str]:
     env = {k: v for k, v in base.items() if k not in ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR")}
     return {**env, "TERM": "xterm-256color", **extra}
-
-
-async def on_terminal(
-    argv: Sequence[str], *, env: Mapping[str, str], columns: int, stream: str
-) -> Terminal:
-    """Run ``argv`` with ``stream`` ("stdout" or "stderr") on a terminal ``columns`` wide."""
-    import fcntl
-    import pty
-    import struct
-    import termios
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
-    received = bytearray()
-    loop = asyncio.get_running_loop()
-
-    def read() -> None:
-        try:
-            received.extend(os.read(master, 65536))
-        except OSError:  # the other end closed
-            loop.remove_reader(master)
-
-    loop.add_reader(master, read)
-    pipe = asyncio.subprocess.PIPE
-    try:
-        process = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, env=env,
-            stdout=slave if stream == "stdout" else pipe, stderr=slave if stream == "stderr" else pipe,
-        )
-        os.close(slave)
-        out, err = await asyncio.wait_for(process.communicate(), TIMEOUT)
-        loop.remove_reader(master)
-        while True:  # what is still buffered; EIO once it is all read
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            received.extend(chunk)
-    finally:
-        loop.remove_reader(master)
-        os.close(master)
-    assert process.returncode is not None
-    piped = (err if stream == "stdout" else out).decode()
-    return Terminal(process.returncode, received.decode(errors="replace"), piped)
 
 
 async def test_the_progress_line_shows_an_eta_under_a_rate_limit() -> None:

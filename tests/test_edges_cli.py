@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from rich.cells import cell_len
+from test_cli import on_terminal
 
 from freddy_async._cli._safe import for_spreadsheet, for_terminal
 
@@ -389,33 +390,11 @@ async def test_daily_csv_neutralises_the_organization(server: HostileServer) -> 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
 async def test_csv_on_a_terminal_shows_control_characters_escaped(server: HostileServer) -> None:
-    import pty
+    argv = [sys.executable, "-m", "freddy_async", *_report("--format", "csv")]
+    result = await on_terminal(argv, env=_env(server), columns=200, stream="stdout")
 
-    master, slave = pty.openpty()
-    received = bytearray()
-    loop = asyncio.get_running_loop()
-
-    def read() -> None:
-        try:
-            received.extend(os.read(master, 65536))
-        except OSError:  # the other end closed
-            loop.remove_reader(master)
-
-    loop.add_reader(master, read)
-    try:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "freddy_async", *_report("--format", "csv"),
-            stdout=slave, stderr=asyncio.subprocess.PIPE, env=_env(server),
-        )
-        os.close(slave)
-        _, err = await asyncio.wait_for(process.communicate(), TIMEOUT)
-        await asyncio.sleep(0.05)  # let the reader drain what is left
-    finally:
-        loop.remove_reader(master)
-        os.close(master)
-
-    assert process.returncode == 1, err
-    terminal = received.decode("utf-8").replace("\r\n", "\n")  # the terminal's own line ends
+    assert result.returncode == 1, result.piped
+    terminal = result.shown.replace("\r\n", "\n")  # the terminal's own line ends
     assert_nothing_raw(terminal)
     rows = {row["api_key_id"]: row for row in csv.DictReader(io.StringIO(terminal, newline=""))}
     assert rows["ak_clear"]["api_key_name"] == "clear\\x1b[2Jscreen"
