@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from .._client import FreddyClient
+from .._models import ApiKeyDailyUsage
 from .._periods import YearMonth
 from . import _costs
 from ._args import DEMO_LAST_MONTH, PROG, UsageError, months_ending, report_months
-from ._records import DAILY_COLUMNS, daily_document, daily_records
+from ._console import Redacting
+from ._records import DAILY_COLUMNS, Totals, daily_document, daily_records
 from ._report import Fetched, cmd_report, fetch_report, write_report
 from ._run import EXIT_FAILED, EXIT_OK, Run, check_ids
 from ._summary import daily_summary, fetched_with, report_summary
 from ._tables import chf, daily_table, plural, write_renderables
 from ._writers import json_text, write_records
+
+if TYPE_CHECKING:
+    from ..testing import FakeFreddyServer
 
 __all__ = ["dispatch"]
 
@@ -23,6 +31,17 @@ _DEMO_TRUNCATE_RATE = 0.01  # bodies cut short of their Content-Length
 _DEMO_MAX_RETRIES = 5
 
 
+def _write_daily(fmt: str, daily: ApiKeyDailyUsage, out: Redacting) -> None:
+    if fmt == "json":
+        out.write(json_text(daily_document(daily)) + "\n")
+        out.flush()
+    elif fmt in ("csv", "jsonl"):
+        write_records(fmt, daily_records(daily), out, columns=DAILY_COLUMNS)
+    else:
+        unicode = out.encoding.lower().replace("-", "").startswith("utf")
+        write_renderables(out, daily_table(daily, unicode=unicode))
+
+
 async def cmd_daily(run: Run) -> int:
     args = run.args
     month: YearMonth = args.month
@@ -31,13 +50,7 @@ async def cmd_daily(run: Run) -> int:
         with run.output() as out:
             # One request: no progress bar (its retries are still counted, and shown with -v).
             daily = await client.get_api_key_daily_usage(args.org, year=month.year, month=month.month)
-            if args.format == "json":
-                out.write(json_text(daily_document(daily)) + "\n")
-            elif args.format in ("csv", "jsonl"):
-                write_records(args.format, daily_records(daily), out, columns=DAILY_COLUMNS)
-            else:
-                unicode = out.encoding.lower().replace("-", "").startswith("utf")
-                write_renderables(out, daily_table(daily, unicode=unicode))
+            _write_daily(args.format, daily, out)
     run.console.status(f"{PROG}: {daily_summary(daily, month, run.stats)}")
     return EXIT_OK
 
@@ -70,6 +83,20 @@ def _check_demo(keys: int, months: int) -> None:
         )
 
 
+async def _demo_report(run: Run, server: FakeFreddyServer, months: Sequence[YearMonth]) -> Totals:
+    client = FreddyClient(server.api_key, base_url=server.base_url, max_concurrency=run.args.max_concurrency,
+                          max_retries=_DEMO_MAX_RETRIES)
+    run.stats.client = client
+    fetched = Fetched(server.org_id, months)
+    async with client:
+        with run.output() as out:
+            try:
+                await fetch_report(run, client, fetched, None)
+            finally:
+                total = write_report(run.args.format, out, fetched)
+    return total
+
+
 async def cmd_demo(run: Run) -> int:
     from ..testing import FakeFreddyServer  # only the demo needs it (and aiohttp.web)
 
@@ -89,16 +116,7 @@ async def cmd_demo(run: Run) -> int:
             f"failing on purpose: {_DEMO_ERROR_RATE:.0%} server errors (500/502/503), "
             f"{_DEMO_DROP_RATE:.0%} dropped connections, {_DEMO_TRUNCATE_RATE:.0%} truncated bodies"
         )
-        client = FreddyClient(server.api_key, base_url=server.base_url, max_concurrency=args.max_concurrency,
-                              max_retries=_DEMO_MAX_RETRIES)
-        run.stats.client = client
-        fetched = Fetched(server.org_id, months)
-        async with client:
-            with run.output() as out:
-                try:
-                    await fetch_report(run, client, fetched, None)
-                finally:
-                    total = write_report(args.format, out, fetched)
+        total = await _demo_report(run, server, months)
         expected = server.expected_totals(months=months)
         # The server's own count includes what the client never sees: aiohttp quietly resends
         # a request whose reused connection was dropped before any answer.

@@ -60,9 +60,6 @@ class Redacting:
     def isatty(self) -> bool:
         return self.stream.isatty()
 
-    def fileno(self) -> int:
-        return self.stream.fileno()
-
     @property
     def encoding(self) -> str:
         return getattr(self.stream, "encoding", None) or "ascii"
