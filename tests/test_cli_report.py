@@ -98,6 +98,12 @@ async def test_failed_months_carry_the_name_the_listing_or_another_month_gives(
     listed = await run_cli("report", "--org", ORG, "--from", "2031-01", "--to", "2031-01", "--format", "csv",
                            server=server)
 
+    as_jsonl = await run_cli("report", "--org", ORG, "--keys", server.key_ids[0], "--from", "2030-12", "--to",
+                             "2031-01", "--format", "jsonl", server=server)
+    good, bad = (json.loads(line) for line in as_jsonl.stdout.splitlines())
+    assert list(good) == list(bad)  # one shape for every line, in one order
+    assert bad["api_key_name"] == good["api_key_name"] and bad["error"]["status"] == 400
+
     for result, n_failed in ((other_month, 2), (listed, len(server.key_ids))):
         assert result.returncode == 1
         failed = [row for row in _rows(result.stdout) if row["error_class"]]

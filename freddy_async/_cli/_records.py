@@ -73,7 +73,7 @@ def _columns(cls: type[Any], prefix: str = "") -> list[str]:
     return names
 
 
-_USAGE_TOP = [field.name for field in ApiKeyUsage.__attrs_attrs__]
+_USAGE_FIELDS = [field.name for field in ApiKeyUsage.__attrs_attrs__]
 _ERROR_FIELDS = ("class", "status", "code", "message", "attempts", "trace_id")
 # "period" (YYYY-MM) follows the key, so a spreadsheet sorts and pivots on one column.
 _LEAD = ["api_key_id", "api_key_name", "organization_id", "period"]
@@ -122,10 +122,10 @@ def _usage_record(usage: ApiKeyUsage) -> dict[str, Any]:
 def _failure_record(
     org_id: str, key_id: str, name: str | None, month: YearMonth, exc: FreddyError
 ) -> dict[str, Any]:
-    # The same keys as a usage record, so that every line of a jsonl file has one shape.
-    record = {**_lead(key_id, name, org_id, month), **dict.fromkeys(_USAGE_TOP)}
-    record.update(api_key_id=key_id, api_key_name=name, organization_id=org_id, month=month.month,
-                  year=month.year, error=error_fields(exc))
+    # The same keys, in the same order, as a usage record: every line of a jsonl file has one shape.
+    lead = _lead(key_id, name, org_id, month)
+    record = {**lead, **dict.fromkeys(_USAGE_FIELDS), "error": error_fields(exc)}
+    record.update(lead, month=month.month, year=month.year)
     return record
 
 
