@@ -36,8 +36,10 @@ from decimal import Decimal
 
 from _common import Verdicts, machine_line, median, parse_args, print_table
 
-from freddy_async import YearMonth, _clock, cli
+from freddy_async import YearMonth, _clock
 from freddy_async._cli._console import Console, Redacting
+from freddy_async._cli._main import run_in_loop
+from freddy_async._cli._run import EXIT_OK
 from freddy_async.testing import FakeFreddyServer, instant_retries
 
 RATE = 100  # requests per minute per organization (API.md, rate limits)
@@ -85,15 +87,14 @@ async def run_command(command: str, n_keys: int, months: Sequence[YearMonth]) ->
     async with FakeFreddyServer(keys=n_keys, requests_per_minute=RATE, log_requests=False) as server:
         argv = [command, "--org", server.org_id, "--base-url", server.base_url,
                 "--from", str(months[0]), "--to", str(months[-1]), "--format", "jsonl", "--quiet"]
-        args = cli._build_parser().parse_args(argv)
         secrets: list[str] = []
         out, err = io.StringIO(), io.StringIO()
-        run = cli._Run(args, Redacting(out, secrets), Console(Redacting(err, secrets), quiet=True))
+        stdout, console = Redacting(out, secrets), Console(Redacting(err, secrets), quiet=True)
         with _api_key(server.api_key):
             started, real_started = _clock.now(), time.perf_counter()
-            status = await cli._dispatch(run)
+            status = await run_in_loop(argv, stdout, console)
             seconds, real = _clock.now() - started, time.perf_counter() - real_started
-        if status != cli.EXIT_OK:
+        if status != EXIT_OK:
             raise RuntimeError(f"{command} exited {status}: {err.getvalue()}")
         return Run(seconds, real, server.request_count, server.rate_limited_count,
                    _costs_of(command, out.getvalue()))

@@ -9,7 +9,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +20,8 @@ import pytest
 
 from freddy_async import ApiKeyUsage, DailyUsage, LimitStatus
 from freddy_async._cli._console import Redacting
-from freddy_async._cli._output import json_text, worst_status
+from freddy_async._cli._records import worst_status
+from freddy_async._cli._writers import json_text
 from freddy_async.testing import FakeFreddyServer
 
 ORG = "org_cli"
@@ -53,15 +54,19 @@ def _env(server: FakeFreddyServer | None, extra: Mapping[str, str] | None = None
 
 
 async def run_cli(
-    *args: str, server: FakeFreddyServer | None = None, env: Mapping[str, str] | None = None
+    *args: str, server: FakeFreddyServer | None = None, env: Mapping[str, str] | None = None,
+    stdin: str | None = None,
 ) -> Result:
-    """Run ``python -m freddy_async ARGS`` and check that no output holds the API key."""
+    """Run ``python -m freddy_async ARGS`` (``stdin`` on its stdin) and check that no output holds
+    the API key."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "freddy_async", *args,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env=env if env is not None else _env(server),
     )
-    out, err = await asyncio.wait_for(process.communicate(), TIMEOUT)
+    data = stdin.encode() if stdin is not None else None
+    out, err = await asyncio.wait_for(process.communicate(data), TIMEOUT)
     assert process.returncode is not None
     result = Result(process.returncode, out.decode(), err.decode())
     if server is not None:
@@ -69,6 +74,59 @@ async def run_cli(
         assert server.api_key not in result.stderr
     assert "Traceback" not in result.stderr
     return result
+
+
+@dataclass
+class Terminal:
+    returncode: int
+    shown: str  # what the terminal received, escape sequences included
+    piped: str  # the other stream, a pipe
+
+
+async def on_terminal(
+    argv: Sequence[str], *, env: Mapping[str, str], columns: int, stream: str
+) -> Terminal:
+    """Run ``argv`` with ``stream`` ("stdout" or "stderr") on a terminal ``columns`` wide."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    received = bytearray()
+    loop = asyncio.get_running_loop()
+
+    def read() -> None:
+        try:
+            received.extend(os.read(master, 65536))
+        except OSError:  # the other end closed
+            loop.remove_reader(master)
+
+    loop.add_reader(master, read)
+    pipe = asyncio.subprocess.PIPE
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL, env=env,
+            stdout=slave if stream == "stdout" else pipe, stderr=slave if stream == "stderr" else pipe,
+        )
+        os.close(slave)
+        out, err = await asyncio.wait_for(process.communicate(), TIMEOUT)
+        loop.remove_reader(master)
+        while True:  # what is still buffered; EIO once it is all read
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            received.extend(chunk)
+    finally:
+        loop.remove_reader(master)
+        os.close(master)
+    assert process.returncode is not None
+    piped = (err if stream == "stdout" else out).decode()
+    return Terminal(process.returncode, received.decode(errors="replace"), piped)
 
 
 def _flat_columns(cls: type[Any], prefix: str = "") -> list[str]:
@@ -159,7 +217,9 @@ async def test_table_report_has_a_row_per_key_and_exact_totals(server: FakeFredd
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     key_rows = [line for line in lines if line.split(" ")[0] in server.key_ids]
-    assert [row.split()[0] for row in key_rows] == server.key_ids
+    # Costliest first, ties by key ID: the same order every run.
+    by_cost = sorted(server.key_ids, key=lambda k: (-server.expected_total_cost([k], months=MONTHS), k))
+    assert [row.split()[0] for row in key_rows] == by_cost
     total_line = next(line for line in lines if line.startswith("TOTAL (6 keys)"))
     expected = server.expected_totals(months=MONTHS)
     assert f"{expected.cost:,.2f}" in total_line
@@ -411,39 +471,16 @@ async def test_ctrl_c_exits_130_without_a_traceback() -> None:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
 async def test_progress_is_drawn_on_a_terminal_only(server: FakeFreddyServer) -> None:
-    import pty
+    argv = [sys.executable, "-m", "freddy_async", "report", "--org", ORG, *MONTH_ARGS, "--format", "csv"]
+    result = await on_terminal(argv, env=_env(server), columns=120, stream="stderr")
 
-    master, slave = pty.openpty()
-    received = bytearray()
-    loop = asyncio.get_running_loop()
-
-    def read() -> None:
-        try:
-            received.extend(os.read(master, 4096))
-        except OSError:  # the other end closed
-            loop.remove_reader(master)
-
-    loop.add_reader(master, read)
-    try:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "freddy_async", "report", "--org", ORG, *MONTH_ARGS,
-            "--format", "csv", stdout=asyncio.subprocess.PIPE, stderr=slave, env=_env(server),
-        )
-        os.close(slave)
-        out, _ = await asyncio.wait_for(process.communicate(), TIMEOUT)
-        await asyncio.sleep(0.05)  # let the reader drain what is left
-    finally:
-        loop.remove_reader(master)
-        os.close(master)
-
-    assert process.returncode == 0
-    terminal = received.decode(errors="replace")
-    assert "/6 keys" in terminal
-    assert "req/s" in terminal
-    assert server.api_key not in terminal
+    assert result.returncode == 0
+    assert "/6 keys" in result.shown
+    assert "req/s" in result.shown
+    assert server.api_key not in result.shown
     # stdout got the data only.
-    assert out.decode().startswith("api_key_id,")
-    assert "req/s" not in out.decode()
+    assert result.piped.startswith("api_key_id,")
+    assert "req/s" not in result.piped
 
 
 # -- the pieces behind the output, in-process ------------------------------------------------

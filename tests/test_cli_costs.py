@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import io
 import json
@@ -14,10 +13,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-import aiohttp
 import pytest
-from aiohttp import web
-from yarl import URL
+from proxies import refusing_2031
 
 from freddy_async import ApiKeyLimit, YearMonth
 from freddy_async._cli._console import Redacting
@@ -259,33 +256,6 @@ async def test_usage_errors_exit_2_before_any_request(server: FakeFreddyServer) 
     bad_org = await run_cli("costs", "--org", "org/x", *MONTH_ARGS, server=server)
     assert bad_org.returncode == 2
     assert server.request_count == 0
-
-
-@contextlib.asynccontextmanager
-async def refusing_2031(real: FakeFreddyServer) -> AsyncIterator[str]:
-    """A loopback proxy to ``real`` that answers any request for 2031 with FastAPI's 422 (the
-    fake server itself refuses no month of the limits endpoint: the API documents no range)."""
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        if request.query.get("year") == "2031":
-            item = {"loc": ["query", "year"], "msg": "Input should be less than or equal to 2030",
-                    "type": "less_than_equal", "input": "2031"}
-            return web.json_response({"detail": [item]}, status=422)
-        url = URL(real.base_url + request.raw_path, encoded=True)
-        async with aiohttp.ClientSession() as http, http.get(url, headers=request.headers) as answer:
-            return web.Response(status=answer.status, body=await answer.read(),
-                                content_type=answer.content_type)
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_refused_month_ends_with_one_line_and_exit_1(server: FakeFreddyServer) -> None:

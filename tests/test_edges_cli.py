@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from rich.cells import cell_len
+from test_cli import on_terminal
 
 from freddy_async._cli._safe import for_spreadsheet, for_terminal
 
@@ -245,8 +247,19 @@ async def test_table_columns_stay_aligned_with_escaped_text(server: HostileServe
     rows = [line for line in lines if line.split(" ")[0] in {*server.keys, GONE}][: len(server.keys) + 1]
     assert len(rows) == len(server.keys) + 1
     for row in rows:
-        assert row[end - 3 : end] in {"1/1", "0/1"}, (row, end)
-        assert row[end] == " "
+        # rich aligns display columns, in which a CJK character takes two.
+        assert _shown_in(row, end - 3, end) in {"1/1", "0/1"}, (row, end)
+        assert _shown_in(row, end, end + 1) == " "
+
+
+def _shown_in(line: str, start: int, stop: int) -> str:
+    """The characters of ``line`` shown in display columns ``start`` to ``stop - 1``."""
+    shown, column = [], 0
+    for char in line:
+        if start <= column < stop:
+            shown.append(char)
+        column += cell_len(char)
+    return "".join(shown)
 
 
 async def test_stderr_shows_server_text_escaped(server: HostileServer) -> None:
@@ -295,7 +308,8 @@ async def test_a_listed_id_that_cannot_be_used_is_reported_not_fatal(server: Hos
     assert "TOTAL (3 keys)" in table.stdout
     assert "1/3" in table.stdout  # ak_clear's one month
     error_lines = [line for line in table.stdout.splitlines() if "ResponseValidationError" in line]
-    assert [line.split()[0] for line in error_lines] == ["ak_\\x1b]0;pwned\\x07", "ak/../x"]
+    # In the table's order: by cost (none fetched), then by key ID.
+    assert [line.split()[0] for line in error_lines] == ["ak/../x", "ak_\\x1b]0;pwned\\x07"]
     assert "2 months of 2 keys failed" in table.stderr
 
     jsonl = await run_cli(server, *args, "--format", "jsonl")
@@ -376,33 +390,11 @@ async def test_daily_csv_neutralises_the_organization(server: HostileServer) -> 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
 async def test_csv_on_a_terminal_shows_control_characters_escaped(server: HostileServer) -> None:
-    import pty
+    argv = [sys.executable, "-m", "freddy_async", *_report("--format", "csv")]
+    result = await on_terminal(argv, env=_env(server), columns=200, stream="stdout")
 
-    master, slave = pty.openpty()
-    received = bytearray()
-    loop = asyncio.get_running_loop()
-
-    def read() -> None:
-        try:
-            received.extend(os.read(master, 65536))
-        except OSError:  # the other end closed
-            loop.remove_reader(master)
-
-    loop.add_reader(master, read)
-    try:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "freddy_async", *_report("--format", "csv"),
-            stdout=slave, stderr=asyncio.subprocess.PIPE, env=_env(server),
-        )
-        os.close(slave)
-        _, err = await asyncio.wait_for(process.communicate(), TIMEOUT)
-        await asyncio.sleep(0.05)  # let the reader drain what is left
-    finally:
-        loop.remove_reader(master)
-        os.close(master)
-
-    assert process.returncode == 1, err
-    terminal = received.decode("utf-8").replace("\r\n", "\n")  # the terminal's own line ends
+    assert result.returncode == 1, result.piped
+    terminal = result.shown.replace("\r\n", "\n")  # the terminal's own line ends
     assert_nothing_raw(terminal)
     rows = {row["api_key_id"]: row for row in csv.DictReader(io.StringIO(terminal, newline=""))}
     assert rows["ak_clear"]["api_key_name"] == "clear\\x1b[2Jscreen"

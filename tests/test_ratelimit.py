@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import itertools
 from typing import Any
 
@@ -12,7 +11,7 @@ from aioresponses import aioresponses
 from tasks import turns_until
 
 from freddy_async import ClientStats, FreddyClient, RateLimitError, _clock
-from freddy_async._cli._console import Console, Progress, Redacting, Stats
+from freddy_async._cli._console import Stats, progress_text
 from freddy_async.testing import RecordedWait
 
 BASE = "https://api.aitronos.com/v1/analytics/api-keys/usage"
@@ -284,16 +283,15 @@ async def test_the_progress_line_shows_the_learned_limit_and_an_eta(
     headers = {"RateLimit": '"default";r=50;t=30', "RateLimit-Policy": '"default";q=60;w=60'}
     mock.get(url("org_a", "k1"), payload=body("org_a", "k1"), headers=headers)
     stats = Stats()
-    progress = Progress(Console(Redacting(io.StringIO(), [])), stats, enabled=True)
     async with FreddyClient("k") as client:
         stats.client, stats.org_id, stats.months, stats.keys_total = client, "org_a", 12, 10
         assert client.paced_rate("org_a") is None
-        assert "ETA" not in progress.text(200)  # nothing known of the limit yet
+        assert "ETA" not in progress_text(stats)  # nothing known of the limit yet
         await get(client, "org_a", "k1")
         stats.keys_done = 5
         assert client.paced_rate("org_a") == pytest.approx(1.0)  # 60 a minute
         # 5 keys x 12 months left at one request a second: one minute.
-        assert progress.text(200).endswith("limit 60/min  ETA 1:00")
+        assert "5/10 keys  ETA 1:00  limit 60/min  " in progress_text(stats)
 
 
 async def test_a_retry_held_past_its_deadline_by_another_calls_pause_raises_at_once(

@@ -1,22 +1,31 @@
-"""stderr for people: redaction of the API key, status lines, the progress line, the counters."""
+"""stderr for people: redaction of the API key, status lines, and the rich progress display."""
 
 from __future__ import annotations
 
 import asyncio
 import codecs
-import os
-import shutil
-import time
 from typing import TYPE_CHECKING, TextIO
 
+from rich.console import Console as RichConsole
+from rich.progress import BarColumn, ProgressColumn, Task
+from rich.progress import Progress as RichProgress
+from rich.text import Text
+
+from .. import _clock
 from ._safe import for_terminal
 
 if TYPE_CHECKING:
     from .._client import FreddyClient
 
-__all__ = ["Console", "Progress", "Redacting", "Stats"]
+__all__ = ["Console", "Progress", "Redacting", "Stats", "clock_text", "progress_text", "rich_console"]
 
 REDACTED = "[redacted]"
+# Lines written to a file or a pipe are data: never wrapped, whatever their length.
+_UNWRAPPED = 1_000_000
+# The display is redrawn at most this often (seconds) as keys finish, and by a ticker while
+# nothing finishes, so that the clock keeps moving.
+_DRAW_EVERY = 0.1
+_TICK_EVERY = 0.5
 
 
 class Redacting:
@@ -56,34 +65,20 @@ class Redacting:
         return getattr(self.stream, "encoding", None) or "ascii"
 
 
+def rich_console(stream: Redacting) -> RichConsole:
+    """A rich console writing to ``stream``: on a terminal, its width and colours (none under
+    ``NO_COLOR``); elsewhere plain text, never wrapped. Server text is never read as markup."""
+    width = None if stream.isatty() else _UNWRAPPED
+    return RichConsole(file=stream, width=width, markup=False, highlight=False, emoji=False)  # type: ignore[arg-type]
+
+
 class Console:
-    """Lines for the person at the terminal, on stderr; one of them may be a progress line
-    that is redrawn in place and cleared before anything else is written."""
+    """Lines for the person at the terminal, on stderr, printed above the progress display."""
 
     def __init__(self, stderr: Redacting, *, quiet: bool = False) -> None:
         self.err = stderr
         self.quiet = quiet
-        self._line_shown = False
-
-    def clear_line(self) -> None:
-        if self._line_shown:
-            self.err.write("\r\x1b[K")
-            self.err.flush()
-            self._line_shown = False
-
-    def show_line(self, text: str) -> None:
-        self.err.write(f"\r{text}\x1b[K")
-        self.err.flush()
-        self._line_shown = True
-
-    def width(self) -> int:
-        """Columns of the terminal on stderr (80 when it cannot be told)."""
-        try:
-            columns = os.get_terminal_size(self.err.stream.fileno()).columns
-        except (AttributeError, OSError, ValueError):
-            columns = 0
-        # A terminal that reports no size (a bare pseudo-terminal) gets the usual fallback.
-        return columns if columns > 0 else shutil.get_terminal_size((80, 24)).columns
+        self.rich = rich_console(stderr)
 
     def status(self, text: str) -> None:
         """Write one line of status (suppressed by ``--quiet``)."""
@@ -91,20 +86,18 @@ class Console:
             self.say(text)
 
     def say(self, text: str) -> None:
-        """Write one line whatever ``--quiet`` says (errors, the demo's result).
+        """Write one line whatever ``--quiet`` says (errors, warnings).
 
         Control characters in ``text`` (it may quote the server) are shown escaped.
         """
-        self.clear_line()
-        self.err.write(f"{for_terminal(text)}\n")
-        self.err.flush()
+        self.rich.print(Text(for_terminal(text)), soft_wrap=True)
 
 
 class Stats:
     """What a run has done so far; requests and retries come from the client once it exists."""
 
     def __init__(self) -> None:
-        self.started = time.monotonic()
+        self.started = _clock.now()
         self.client: FreddyClient | None = None
         self.keys_done = 0
         self.keys_total: int | None = None
@@ -134,7 +127,8 @@ class Stats:
 
     @property
     def elapsed(self) -> float:
-        return time.monotonic() - self.started
+        """Seconds since the run started, on the library's clock (virtual in tests)."""
+        return _clock.now() - self.started
 
 
 def clock_text(seconds: float) -> str:
@@ -144,62 +138,79 @@ def clock_text(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-class Progress:
-    """The progress line: keys done of total, requests, retries, elapsed time, rate.
+def progress_text(stats: Stats) -> str:
+    """The counters after the bar: keys, the ETA and limit while rate-bound, requests, retries,
+    elapsed time and rate. The ETA comes first after the keys, so a narrow terminal keeps it."""
+    if stats.keys_total is None:
+        parts = [f"listing keys: {stats.keys_listed:,}"]
+    else:
+        parts = [f"{stats.keys_done:,}/{stats.keys_total:,} keys"]
+    eta, paced = stats.eta(), stats.paced_rate
+    if eta is not None and paced is not None:
+        parts.append(f"ETA {clock_text(eta)}  limit {paced * 60:,.0f}/min")
+    elapsed = stats.elapsed
+    rate = stats.requests / elapsed if elapsed > 0 else 0.0
+    parts.append(
+        f"{stats.requests:,} req  {stats.retries:,} retries  {clock_text(elapsed)}  {rate:,.0f} req/s"
+    )
+    return "  ".join(parts)
 
-    Drawn only when ``enabled`` (stderr is a terminal), at most every 0.1 s, and every 0.5 s
-    by a ticker task while nothing finishes, so the clock keeps moving.
+
+class _StatsColumn(ProgressColumn):
+    def __init__(self, stats: Stats) -> None:
+        super().__init__()
+        self._stats = stats
+
+    def render(self, task: Task) -> Text:
+        return Text(progress_text(self._stats), no_wrap=True, overflow="ellipsis")
+
+
+class Progress:
+    """The progress display on stderr: a bar, then :func:`progress_text`.
+
+    Drawn by rich only when ``enabled`` (stderr is a terminal); redrawn as keys finish (at most
+    every 0.1 s), at once on ``draw(force=True)``, and by a ticker every 0.5 s; cleared at the end.
     """
 
     def __init__(self, console: Console, stats: Stats, *, enabled: bool) -> None:
-        self._console = console
         self._stats = stats
         self.enabled = enabled
+        self._display = RichProgress(
+            BarColumn(bar_width=24), _StatsColumn(stats), console=console.rich, auto_refresh=False,
+            transient=True, redirect_stdout=False, redirect_stderr=False,
+        )
+        self._task = self._display.add_task("keys", total=None)
         self._last = 0.0
         self._ticker: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         if self.enabled and self._ticker is None:
+            self._display.start()
             self._ticker = asyncio.get_running_loop().create_task(self._tick())
 
     async def _tick(self) -> None:
         while True:
-            await asyncio.sleep(0.5)
+            # Real time on purpose: the display is for a person, whatever clock the run uses.
+            await asyncio.sleep(_TICK_EVERY)
             self.draw(force=True)
 
     def draw(self, *, force: bool = False) -> None:
-        if not self.enabled:
+        """Redraw now if forced or if the last drawing is old enough."""
+        if self._ticker is None:
             return
-        now = time.monotonic()
-        if not force and now - self._last < 0.1:
+        now = _clock.now()
+        if not force and now - self._last < _DRAW_EVERY:
             return
         self._last = now
-        self._console.show_line(self.text(self._console.width() - 1))
-
-    def text(self, width: int) -> str:
         s = self._stats
-        elapsed = s.elapsed
-        rate = s.requests / elapsed if elapsed > 0 else 0.0
-        tail = f"{s.requests:,} req  {s.retries:,} retries  {clock_text(elapsed)}  {rate:,.0f} req/s"
-        eta, paced = s.eta(), s.paced_rate
-        if eta is not None and paced is not None:
-            # Rate-bound: what the limit means for the person waiting.
-            tail += f"  limit {paced * 60:,.0f}/min  ETA {clock_text(eta)}"
-        if s.keys_total is None:
-            return f"listing keys: {s.keys_listed:,}  {tail}"[:width]
-        counts = f" {s.keys_done:,}/{s.keys_total:,} keys  {tail}"
-        bar_width = min(30, width - len(counts) - 2)
-        if bar_width < 5:
-            return counts.strip()[:width]
-        filled = bar_width * s.keys_done // max(s.keys_total, 1)
-        return f"[{'#' * filled}{'.' * (bar_width - filled)}]{counts}"
+        self._display.update(self._task, total=s.keys_total, completed=s.keys_done)
+        self._display.refresh()
 
     async def stop(self) -> None:
-        """Stop the ticker and clear the line. Idempotent."""
+        """Stop the ticker and clear the display. Idempotent."""
         ticker, self._ticker = self._ticker, None
         if ticker is not None:
             ticker.cancel()
             # wait() does not raise the ticker's CancelledError, and does not swallow our own.
             await asyncio.wait([ticker])
-        if self.enabled:
-            self._console.clear_line()
+            self._display.stop()

@@ -11,26 +11,27 @@ need every month, and a month that fails ends the command with nothing half-writ
 
 from __future__ import annotations
 
-import argparse
-import csv
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
 import attrs
+from rich.console import RenderableType
+from rich.text import Text
 
 from .._client import FreddyClient
 from .._models import ApiKeyLimit
 from .._periods import YearMonth
 from ._console import Redacting
-from ._output import chf, clip, csv_text, json_text, plain, plural, render
+from ._records import plain
 from ._safe import for_terminal
+from ._tables import chf, clip, make_table, period_text, plural, status_cell, write_renderables
+from ._writers import write_records
 
-__all__ = ["KeyCosts", "add_parser", "costs_months", "fetch_costs", "summary_line", "write_costs"]
+__all__ = ["KeyCosts", "costs_months", "fetch_costs", "summary_line", "write_costs"]
 
 # A year of months ending at --to, when --from is not given.
 _DEFAULT_MONTHS = 12
-_NAME_WIDTH = 24
 
 
 @attrs.frozen
@@ -101,22 +102,20 @@ def write_costs(
 ) -> None:
     """Write the costs as ``fmt`` (table, csv, jsonl or json); ``top`` keeps the costliest keys."""
     kept = _by_cost(keys)[:top] if top is not None else list(keys)
+    by_id = sorted(kept, key=lambda k: k.api_key_id)
     if fmt == "csv":
-        _write_csv(kept, months, out)
+        # Wide: a column per month. A month whose answer did not list the key is left empty:
+        # unknown is not zero.
+        columns = ["api_key_id", "api_key_name", *map(str, months), "total"]
+        wide = [{"api_key_id": k.api_key_id, "api_key_name": k.name,
+                 **{str(m): k.months[m].current_usage for m in months if m in k.months}, "total": k.total}
+                for k in by_id]
+        write_records(fmt, wide, out, columns=columns)
     elif fmt in ("jsonl", "json"):
-        _write_records(kept, months, out, as_array=fmt == "json")
+        records = [_record(m, k.months[m]) for k in by_id for m in months if m in k.months]
+        write_records(fmt, records, out, columns=())
     else:
-        out.write("\n".join(_table(keys, months, org_id, top)) + "\n")
-    out.flush()
-
-
-def _write_csv(keys: Sequence[KeyCosts], months: Sequence[YearMonth], out: Redacting) -> None:
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["api_key_id", "api_key_name", *map(str, months), "total"])
-    for key in sorted(keys, key=lambda k: k.api_key_id):
-        # A month whose answer did not list the key is left empty: unknown is not zero.
-        cells = [csv_text(key.months[m].current_usage) if m in key.months else "" for m in months]
-        writer.writerow([csv_text(key.api_key_id), csv_text(key.name), *cells, csv_text(key.total)])
+        write_renderables(out, _table(keys, months, org_id, top))
 
 
 def _record(month: YearMonth, entry: ApiKeyLimit) -> dict[str, Any]:
@@ -131,72 +130,33 @@ def _record(month: YearMonth, entry: ApiKeyLimit) -> dict[str, Any]:
     }
 
 
-def _write_records(
-    keys: Sequence[KeyCosts], months: Sequence[YearMonth], out: Redacting, *, as_array: bool
-) -> None:
-    records = [
-        json_text(_record(month, key.months[month]))
-        for key in sorted(keys, key=lambda k: k.api_key_id)
-        for month in months
-        if month in key.months
-    ]
-    if not as_array:
-        out.write("".join(f"{record}\n" for record in records))
-    elif records:
-        out.write("[\n  " + ",\n  ".join(records) + "\n]\n")
-    else:
-        out.write("[]\n")
+def _month_sums(group: Sequence[KeyCosts], months: Sequence[YearMonth]) -> list[Decimal]:
+    return [sum((k.months[m].current_usage for k in group if m in k.months), Decimal(0)) for m in months]
 
 
-def _table(keys: Sequence[KeyCosts], months: Sequence[YearMonth], org_id: str, top: int | None) -> list[str]:
+def _money(values: Sequence[Decimal | None]) -> list[str]:
+    return ["-" if v is None else chf(v) for v in values]
+
+
+def _table(
+    keys: Sequence[KeyCosts], months: Sequence[YearMonth], org_id: str, top: int | None
+) -> list[RenderableType]:
     ranked = _by_cost(keys)
     shown, rest = (ranked[:top], ranked[top:]) if top is not None else (ranked, [])
     last = months[-1]
-
-    def money(values: Sequence[Decimal | None]) -> list[str]:
-        return ["-" if v is None else chf(v) for v in values]
-
-    def month_sums(group: Sequence[KeyCosts]) -> list[Decimal]:
-        return [sum((k.months[m].current_usage for k in group if m in k.months), Decimal(0)) for m in months]
-
-    rows: list[list[str]] = []
-    for key in shown:
-        name = clip(key.name, _NAME_WIDTH)
-        cells = money([key.months[m].current_usage if m in key.months else None for m in months])
-        # Server text: render() shows its control characters escaped.
-        status = str(plain(key.months[last].status)) if last in key.months else "-"
-        rows.append([key.api_key_id, name, *cells, chf(key.total), status])
-    if rest:
-        rows.append([f"({plural(len(rest), 'more key')})", "", *money(month_sums(rest)),
-                     chf(sum((k.total for k in rest), Decimal(0))), ""])
-    rows.append([])
     total = sum((k.total for k in keys), Decimal(0))
-    rows.append([f"TOTAL ({plural(len(keys), 'key')})", "", *money(month_sums(keys)), chf(total), ""])
-    period = str(months[0]) if len(months) == 1 else f"{months[0]}..{last}"
-    title = f"API key cost of {for_terminal(org_id)}, {period} ({plural(len(months), 'month')}), in CHF"
+    footer = [f"TOTAL ({plural(len(keys), 'key')})", "", *_money(_month_sums(keys, months)), chf(total), ""]
     headers = ["KEY ID", "NAME", *map(str, months), "TOTAL", f"LIMIT {last}"]
-    right = set(range(2, 3 + len(months)))
-    return [title, "", *render(headers, rows, right)]
-
-
-def add_parser(
-    commands: Any, parents: Sequence[argparse.ArgumentParser], month: Callable[[str], YearMonth],
-    count: Callable[[str], int],
-) -> None:
-    """Add ``costs`` to the subcommands, with the common ``parents`` options."""
-    parser = commands.add_parser(
-        "costs", parents=parents, help="every key's cost over a range of months, one request a month",
-        description="Every key's cost (CHF) from the usage-limits answer: one request a month, "
-        "none per key. table: a row per key (costliest first), a column per month, the total "
-        "and the last month's limit status. csv: the same, wide, sorted by key ID. jsonl, json: "
-        "one record per (key, month). For requests, synapses and neurons use 'report'.",
-    )
-    parser.add_argument("--from", dest="from_month", type=month, default=None, metavar="YYYY-MM",
-                        help=f"first month (default: {_DEFAULT_MONTHS} months up to --to)")
-    parser.add_argument("--to", dest="to_month", type=month, default=None, metavar="YYYY-MM",
-                        help="last month, included (default: the current month)")
-    parser.add_argument("--top", type=count, default=None, metavar="N",
-                        help="only the N costliest keys (the table's totals still cover every key)")
+    table = make_table(headers, right=range(2, 3 + len(months)), footer=footer, wrap={1})
+    for key in shown:
+        cells = _money([key.months[m].current_usage if m in key.months else None for m in months])
+        status: Text | str = status_cell(str(plain(key.months[last].status))) if last in key.months else "-"
+        table.add_row(for_terminal(key.api_key_id), clip(key.name), *cells, chf(key.total), status)
+    if rest:
+        table.add_row(f"({plural(len(rest), 'more key')})", "", *_money(_month_sums(rest, months)),
+                      chf(sum((k.total for k in rest), Decimal(0))), "")
+    title = f"API key cost of {for_terminal(org_id)}, {period_text(months)}, in CHF"
+    return [Text(title), Text(""), table]
 
 
 def summary_line(keys: Sequence[KeyCosts], months: Sequence[YearMonth]) -> str:
