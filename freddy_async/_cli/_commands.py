@@ -112,7 +112,9 @@ async def cmd_demo(run: Run) -> int:
         run.protect(server.api_key)
         run.console.status(
             f"{PROG} demo: a fake Freddy API on {server.base_url} with {plural(args.keys, 'key')} "
-            f"(seed {args.seed}), limited to {rate:,.0f} requests/min per organization, "
+            f"(seed {args.seed}) speaking snake_case, as the API's own generated SDKs read it "
+            "(the documentation pages' camelCase: python -m freddy_async.testing --casing camel), "
+            f"limited to {rate:,.0f} requests/min per organization, "
             f"failing on purpose: {_DEMO_ERROR_RATE:.0%} server errors (500/502/503), "
             f"{_DEMO_DROP_RATE:.0%} dropped connections, {_DEMO_TRUNCATE_RATE:.0%} truncated bodies"
         )
