@@ -39,6 +39,7 @@ import math
 import os
 import secrets
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
 from typing import Any, TypeVar
@@ -61,6 +62,7 @@ _APPLICATION_ID = 0x46524459  # "FRDY": the first thing a reader of a foreign fi
 _SCHEMA = 1
 # How long a store waits for another process's transaction: each holds one month, milliseconds.
 _BUSY_TIMEOUT = 30.0
+_BUSY_PAUSE = 0.02
 _SALT_BYTES = 16
 
 # What a row's ``endpoint`` column says, by the model its answer is structured into.
@@ -154,7 +156,7 @@ class _File:
                 self.path, timeout=_BUSY_TIMEOUT, isolation_level=None, check_same_thread=True
             )
             try:
-                self._salt = _prepare(db, self.path)
+                self._salt = _prepare_when_free(db, self.path)
             except BaseException:
                 db.close()
                 raise
@@ -209,12 +211,32 @@ def _create_owner_only(path: str) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
+def _prepare_when_free(db: sqlite3.Connection, path: str) -> bytes:
+    """:func:`_prepare`, tried again while another process holds the file.
+
+    SQLite's busy timeout does not cover every lock taken on opening: switching the journal to
+    WAL while another process creates the file fails at once with "database is locked". This
+    runs on the worker thread, so waiting here holds up no event loop.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT
+    while True:
+        try:
+            return _prepare(db, path)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(_BUSY_PAUSE)
+
+
 def _prepare(db: sqlite3.Connection, path: str) -> bytes:
     """Check that the file is a cache of our schema (making an empty file one); return its salt.
 
     A file that is not ours is only read, never changed.
     """
-    if _check_kind(db, path) == "empty":
+    with db:  # one read transaction: a file another process is creating is seen before or after
+        db.execute("BEGIN")
+        kind = _check_kind(db, path)
+    if kind == "empty":
         _wal(db)
         with db:
             db.execute("BEGIN IMMEDIATE")  # two processes creating one file: the second waits,

@@ -514,6 +514,18 @@ async def test_two_processes_on_one_file_at_once(path: Path) -> None:
         assert server.request_count == 1
 
 
+async def test_caches_opening_one_new_file_at_once_all_work(tmp_path: Path) -> None:
+    # Each cache has its own thread and connection: their opening really races. SQLite's busy
+    # timeout does not cover switching a file to WAL, nor does one read see a half-made file.
+    for round_ in range(5):
+        path = tmp_path / f"new{round_}.sqlite3"
+        caches = [UsageCache(path) for _ in range(6)]
+        try:
+            await asyncio.gather(*(cache.__aenter__() for cache in caches))
+        finally:
+            await asyncio.gather(*(cache.aclose() for cache in caches))
+
+
 # -- lifecycle and arguments ---------------------------------------------------------------------
 
 
