@@ -7,6 +7,11 @@
     freddy-usage costs  --org ORG [--from 2025-01] [--to 2025-11] [--format FMT] [--top N]
     freddy-usage demo   [--keys 200] [--months 12]
 
+report, daily and costs keep the answers of closed months in a cache file (``--cache PATH``,
+default ``$XDG_CACHE_HOME/freddy-usage/cache.sqlite3``, else ``~/.cache/freddy-usage/...``):
+a re-run fetches only what it does not hold. ``--refresh`` fetches everything again and stores
+it; ``--no-cache`` neither reads nor writes one.
+
 Data goes to stdout (or ``--output``); progress and status go to stderr, the progress bar only
 when stderr is a terminal, so ``freddy-usage report ... --format csv | ...`` stays clean.
 
@@ -34,10 +39,11 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from decimal import Decimal
 from typing import NoReturn
 
+from ._cache import UsageCache
 from ._cli import _costs
 from ._cli._console import Console, Progress, Redacting, Stats
 from ._cli._output import ReportWriter, chf, plural, report_writer, write_daily
@@ -96,6 +102,7 @@ class _Run:
         self.stats = Stats()
         show = not args.quiet and not args.no_progress and console.err.isatty()
         self.progress = Progress(console, self.stats, enabled=show)
+        self.cache: UsageCache | None = None
 
     def protect(self, secret: str) -> None:
         """Redact ``secret`` from everything written from now on, on every stream."""
@@ -113,12 +120,14 @@ class _Result:
         self.failed_months = 0
         self.cost = Decimal(0)
         self.requests = 0
+        self.months = 0  # (key, month) pairs answered
 
     def add(self, report: KeyUsageReport) -> None:
         """Count one key's report."""
         self.keys += 1
         self.cost += report.total_cost
         self.requests += report.total_requests
+        self.months += len(report.usage)
         if report.errors:
             self.failed_keys += 1
             self.failed_months += len(report.errors)
@@ -151,11 +160,49 @@ def _make_client(run: _Run) -> FreddyClient:
             api_key, base_url=base_url, max_concurrency=args.max_concurrency,
             requests_per_minute=args.requests_per_minute, timeout=args.timeout,
             max_retries=args.max_retries, allow_insecure_http=args.allow_insecure_http,
+            cache=run.cache,
         )
     except ValueError as exc:  # a base URL the client refuses (plain http to a remote host...)
         raise UsageError(str(exc)) from None
     run.stats.client = client
     return client
+
+
+# -- the cache ---------------------------------------------------------------------------------
+
+
+def _default_cache_path() -> str:
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):  # the XDG spec: a relative (or empty) value is ignored
+        base = os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, PROG, "cache.sqlite3")
+
+
+@contextlib.asynccontextmanager
+async def _cache_of(args: argparse.Namespace) -> AsyncIterator[UsageCache | None]:
+    """The cache the options ask for, open (a bad file is a usage error); None with --no-cache."""
+    if getattr(args, "no_cache", True):  # demo has no cache options: its server is new each run
+        yield None
+        return
+    cache = UsageCache(args.cache or _default_cache_path(), refresh=args.refresh)
+    try:
+        await cache.__aenter__()
+    except FreddyError as exc:
+        await cache.aclose()
+        text = " ".join(str(exc).split())
+        raise UsageError(f"{text} (--cache PATH names another file, --no-cache uses none)") from None
+    try:
+        yield cache
+    finally:
+        await cache.aclose()
+
+
+def _cache_text(run: _Run, answers: int) -> str:
+    """How many of ``answers`` came from the cache: for the summary line."""
+    if run.cache is None or run.stats.client is None:
+        return ""
+    hits = run.stats.client.stats.cache_hits
+    return f"; {plural(hits, 'month')} from the cache, {answers - hits:,} fetched"
 
 
 def _check_ids(command: str, option: str, ids: Sequence[str]) -> None:
@@ -194,7 +241,7 @@ def _summary(run: _Run, result: _Result, n_months: int, sent: int | None = None)
     )
     if result.failed_months:
         text += f"; {plural(result.failed_months, 'month')} of {plural(result.failed_keys, 'key')} failed"
-    return f"{text}; fetched with {_sent_text(run, sent)}"
+    return f"{text}; fetched with {_sent_text(run, sent)}{_cache_text(run, result.months)}"
 
 
 # -- report ----------------------------------------------------------------------------------
@@ -317,7 +364,7 @@ async def _cmd_daily(run: _Run) -> int:
             write_daily(daily, args.format, out)
     run.console.status(
         f"{PROG}: {month}: {plural(len(daily.daily_usage), 'day')} with usage; "
-        f"fetched with {_sent_text(run)}"
+        f"fetched with {_sent_text(run)}{_cache_text(run, 1)}"
     )
     return EXIT_OK
 
@@ -336,7 +383,10 @@ async def _cmd_costs(run: _Run) -> int:
         with _output(args.output, run) as out:
             keys = await _costs.fetch_costs(client, args.org, months)
             _costs.write_costs(keys, months, args.format, out, org_id=args.org, top=args.top)
-    run.console.status(f"{PROG}: {_costs.summary_line(keys, months)}; fetched with {_sent_text(run)}")
+    run.console.status(
+        f"{PROG}: {_costs.summary_line(keys, months)}; fetched with {_sent_text(run)}"
+        f"{_cache_text(run, len(months))}"
+    )
     return EXIT_OK
 
 
@@ -462,6 +512,13 @@ def _build_parser() -> _Parser:
                        help="retries of a failed request (default: 3)")
     group.add_argument("--allow-insecure-http", action="store_true",
                        help="permit a plain http:// base URL to a host other than loopback")
+    group = connection.add_argument_group("cache")
+    where = group.add_mutually_exclusive_group()
+    where.add_argument("--cache", metavar="PATH", help="the cache file (default: "
+                       f"$XDG_CACHE_HOME/{PROG}/cache.sqlite3, else ~/.cache/{PROG}/cache.sqlite3)")
+    where.add_argument("--no-cache", action="store_true", help="fetch everything; read and write no cache")
+    group.add_argument("--refresh", action="store_true",
+                       help="fetch everything again, and store it in the cache")
 
     parser = _Parser(
         prog=PROG,
@@ -522,6 +579,13 @@ class _VerboseHandler(logging.Handler):
 
 
 async def _dispatch(run: _Run) -> int:
+    if getattr(run.args, "refresh", False) and run.args.no_cache:
+        raise UsageError(f"{PROG}: error: --refresh stores in the cache: it cannot go with --no-cache")
+    async with _cache_of(run.args) as run.cache:
+        return await _command(run)
+
+
+async def _command(run: _Run) -> int:
     if run.args.command == "report":
         return await _cmd_report(run)
     if run.args.command == "daily":
