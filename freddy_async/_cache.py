@@ -350,7 +350,11 @@ class UsageCache:
         return self._settle
 
     async def __aenter__(self) -> UsageCache:
-        await self._run(self._file.open)
+        try:
+            await self._run(self._file.open)
+        except BaseException:
+            await self.aclose()  # `async with` will not: no thread is left behind
+            raise
         return self
 
     async def __aexit__(

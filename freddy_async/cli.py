@@ -188,7 +188,6 @@ async def _cache_of(args: argparse.Namespace) -> AsyncIterator[UsageCache | None
     try:
         await cache.__aenter__()
     except FreddyError as exc:
-        await cache.aclose()
         text = " ".join(str(exc).split())
         raise UsageError(f"{text} (--cache PATH names another file, --no-cache uses none)") from None
     try:

@@ -355,6 +355,7 @@ async def test_a_file_that_is_not_a_good_cache_is_refused_by_name(
         async with UsageCache(path):
             pass
     assert str(path) in str(caught.value)
+    assert _cache_threads() == []  # a cache that failed to open is closed
     cache = UsageCache(path)  # without `async with`, the first lookup says the same
     async with client_of(server, cache) as client:
         with pytest.raises(FreddyError, match=says):
