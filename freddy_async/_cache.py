@@ -174,9 +174,8 @@ class _File:
         if row is None:
             return None
         fetched_at, body, digest = row
-        if not (isinstance(fetched_at, float) and isinstance(body, bytes)) or not hmac.compare_digest(
-            entry.digest(fetched_at, body), digest if isinstance(digest, bytes) else b""
-        ):
+        typed = isinstance(fetched_at, float) and isinstance(body, bytes) and isinstance(digest, bytes)
+        if not (typed and hmac.compare_digest(entry.digest(fetched_at, body), digest)):
             raise FreddyError(
                 f"usage cache {self.path} is damaged: the entry for {entry.endpoint} of "
                 f"{entry.key_id or entry.org_id} in {entry.month} does not match its checksum; "
