@@ -86,7 +86,8 @@ async def run_command(command: str, n_keys: int, months: Sequence[YearMonth]) ->
     """One run of ``freddy-usage COMMAND --format jsonl`` against a fresh rate-limited server."""
     async with FakeFreddyServer(keys=n_keys, requests_per_minute=RATE, log_requests=False) as server:
         argv = [command, "--org", server.org_id, "--base-url", server.base_url,
-                "--from", str(months[0]), "--to", str(months[-1]), "--format", "jsonl", "--quiet"]
+                "--from", str(months[0]), "--to", str(months[-1]), "--format", "jsonl", "--quiet",
+                "--no-cache"]  # each run measures the requests, not a cache
         secrets: list[str] = []
         out, err = io.StringIO(), io.StringIO()
         stdout, console = Redacting(out, secrets), Console(Redacting(err, secrets), quiet=True)

@@ -3,6 +3,7 @@
 Everything public is importable from here; the modules behind it are private.
 """
 
+from ._cache import UsageCache
 from ._client import ClientStats, FreddyClient
 from ._errors import (
     APIConnectionError,
@@ -62,6 +63,7 @@ __all__ = [
     "RateLimitError",
     "ResponseValidationError",
     "UnprocessableEntityError",
+    "UsageCache",
     "UsageLimit",
     "UsageLimits",
     "UsagePeriod",

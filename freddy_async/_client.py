@@ -21,6 +21,7 @@ from yarl import URL
 
 from . import _batch, _clock, _transport
 from ._answers import RateLimitInfo
+from ._cache import CacheScope, UsageCache
 from ._convert import parse_json, structure, structure_key_page
 from ._errors import (
     APIStatusError,
@@ -207,6 +208,7 @@ class _Call:
     path: str
     into: type[Any] | None
     key_id: str | None
+    raw: bool = False  # return the body too, for the cache
     started: float | None = None  # the first send; the call's deadline counts from here
     sends: int = 0
     throttled: RateLimitError | None = None  # the last 429 waited out
@@ -218,12 +220,14 @@ class ClientStats:
 
     ``requests`` counts every attempt put on the wire (first tries and retries alike);
     ``retries`` the attempts that repeated an earlier one (after a failure or a 429);
-    ``throttled`` the 429 answers that were waited out as flow control.
+    ``throttled`` the 429 answers that were waited out as flow control;
+    ``cache_hits`` the answers served from the client's ``cache``, which sent nothing.
     """
 
     requests: int
     retries: int
     throttled: int = 0
+    cache_hits: int = 0
 
 
 class FreddyClient:
@@ -247,6 +251,8 @@ class FreddyClient:
             itself by the server's ``X-RateLimit-*`` headers.
         session: an ``aiohttp.ClientSession`` to borrow; the client never closes it.
         allow_insecure_http: permit ``http://`` to a non-loopback host.
+        cache: a :class:`UsageCache` that serves closed months without a request and stores
+            what is fetched; the client never closes it.
 
     Raises:
         FreddyError: no API key was given and ``FREDDY_API_KEY`` is not set.
@@ -265,6 +271,7 @@ class FreddyClient:
         retry_deadline: float = 60.0,
         session: aiohttp.ClientSession | None = None,
         allow_insecure_http: bool = False,
+        cache: UsageCache | None = None,
     ) -> None:
         if api_key is None:
             api_key = os.environ.get(API_KEY_ENV)
@@ -287,6 +294,8 @@ class FreddyClient:
             raise ValueError(f"requests_per_minute must be > 0, not {requests_per_minute!r}")
         if not (isinstance(retry_deadline, (int, float)) and retry_deadline > 0):
             raise ValueError(f"retry_deadline must be > 0 seconds, not {retry_deadline!r}")
+        if cache is not None and not isinstance(cache, UsageCache):
+            raise ValueError(f"cache must be a UsageCache or None, not {type(cache).__name__}")
 
         if base_url is None:
             base_url = os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
@@ -297,6 +306,7 @@ class FreddyClient:
             "Accept": "application/json",
         }
         self._redactor = Redactor(api_key)
+        self._cache: CacheScope | None = None if cache is None else cache._scope(self._base_url, api_key)
         self._timeout = float(timeout)
         self._policy = RetryPolicy(max_retries=max_retries, deadline=float(retry_deadline))
         self._first_timeout = first_timeout(self._policy, self._timeout)
@@ -330,7 +340,8 @@ class FreddyClient:
     @property
     def stats(self) -> ClientStats:
         """How many requests and retries this client has sent."""
-        return ClientStats(self._sent, self._retries, self._throttled)
+        hits = 0 if self._cache is None else self._cache.hits
+        return ClientStats(self._sent, self._retries, self._throttled, hits)
 
     def paced_rate(self, org_id: str) -> float | None:
         """Requests per second this client currently paces ``org_id`` to: the rate learned
@@ -411,15 +422,17 @@ class FreddyClient:
         *,
         into: type[Any] | None = None,
         key_id: str | None = None,
+        raw: bool = False,
     ) -> Any:
         """GET ``path`` (already quoted) for ``org_id``: admitted, sent, read, retried.
 
-        Returns the decoded JSON, structured into ``into`` when given. ``key_id`` names the key
-        the request is about, so a 429 that names the key holds back that key only.
+        Returns the decoded JSON, structured into ``into`` when given; with ``raw``, a tuple of
+        that and the body it was read from. ``key_id`` names the key the request is about, so a
+        429 that names the key holds back that key only.
         """
         session = self._ensure_session()
         url = URL(f"{self._base_url}{path}{'?' + query if query else ''}", encoded=True)
-        call = _Call(self._pacers.get(org_id), session, url, path, into, key_id)
+        call = _Call(self._pacers.get(org_id), session, url, path, into, key_id, raw)
         try:
             try:
                 return await self._attempt(call, self._first_timeout)
@@ -546,7 +559,8 @@ class FreddyClient:
             env_status = data["error"].get("status") if isinstance(data["error"], dict) else None
             error_status = env_status if type(env_status) is int and env_status >= 400 else 500
             raise error_from_response(error_status, self._redact(body.decode("utf-8", "replace")))
-        return data if call.into is None else structure(data, call.into)
+        model = data if call.into is None else structure(data, call.into)
+        return (model, body) if call.raw else model
 
     def _error(self, answer: _transport.Answer, info: RateLimitInfo) -> APIStatusError:
         text = self._redact(answer.body.decode("utf-8", "replace"))
@@ -561,6 +575,23 @@ class FreddyClient:
     def _redact(self, text: str) -> str:
         # A server may repeat the key in an error answer, and exceptions end up in logs.
         return self._redactor.text(text)
+
+    async def _get_month(
+        self,
+        org_id: str,
+        path: str,
+        query: str,
+        into: type[T],
+        month: int | None,
+        year: int | None,
+        key_id: str | None = None,
+    ) -> T:
+        """``_get`` of one month's answer, through the cache when the client has one."""
+        if self._cache is None:
+            answer: T = await self._get(org_id, path, query, into=into, key_id=key_id)
+            return answer
+        fetch = functools.partial(self._get, org_id, path, query, into=into, key_id=key_id, raw=True)
+        return await self._cache.answer(fetch, org_id, into, key_id, month, year)
 
     # -- endpoints -----------------------------------------------------------------------------
 
@@ -594,7 +625,7 @@ class FreddyClient:
         """
         query = _month_query(month, year)
         path = _usage_prefix(org_id) + _segment(key_id)
-        usage: ApiKeyUsage = await self._get(org_id, path, query, into=ApiKeyUsage, key_id=key_id)
+        usage = await self._get_month(org_id, path, query, ApiKeyUsage, month, year, key_id)
         _check_usage_answers(usage, key_id, month, year)
         return usage
 
@@ -616,8 +647,7 @@ class FreddyClient:
         _check_id(org_id, "org_id")
         query = _month_query(month, year)
         path = f"/v1/analytics/api-keys/daily/{_segment(org_id)}"
-        daily: ApiKeyDailyUsage = await self._get(org_id, path, query, into=ApiKeyDailyUsage)
-        return daily
+        return await self._get_month(org_id, path, query, ApiKeyDailyUsage, month, year)
 
     def list_api_keys(self, org_id: str, *, page_size: int = 100) -> AsyncIterator[ApiKey]:
         """Yield every API key of an organization, walking the pages as they are needed.
@@ -763,8 +793,7 @@ class FreddyClient:
         _check_id(org_id, "org_id")
         query = _month_query(month, year)
         path = f"/v1/analytics/usage/limits/{_segment(org_id)}"
-        limits: UsageLimits = await self._get(org_id, path, query, into=UsageLimits)
-        return limits
+        return await self._get_month(org_id, path, query, UsageLimits, month, year)
 
     async def get_api_key_usage_summary(
         self, org_id: str, *, year: int | None = None, month: int | None = None
@@ -786,8 +815,7 @@ class FreddyClient:
         _check_id(org_id, "org_id")
         query = _month_query(month, year)
         path = f"/v1/analytics/api-keys/summary/{_segment(org_id)}"
-        summary: DailyUsageSummary = await self._get(org_id, path, query, into=DailyUsageSummary)
-        return summary
+        return await self._get_month(org_id, path, query, DailyUsageSummary, month, year)
 
     def iter_usage_limits(
         self, org_id: str, *, months: Iterable[MonthLike]

@@ -33,6 +33,14 @@ def _no_base_url_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FREDDY_BASE_URL", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _cache_in_a_temporary_directory(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """freddy-usage keeps a cache by default: under a test's own XDG_CACHE_HOME, never the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+
+
 @pytest.fixture
 def mock() -> Iterator[Aioresponses]:
     """HTTP mocked with aioresponses: no request leaves the process."""

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-SCRIPTS = ["overhead", "ratelimit", "memory", "first_result", "convert", "costs_vs_report"]
+SCRIPTS = ["overhead", "ratelimit", "memory", "first_result", "convert", "costs_vs_report", "cache"]
 # --quick keeps each script to a few seconds; this only stops a hung one from hanging the suite.
 TIMEOUT = 120
 

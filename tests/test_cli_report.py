@@ -126,9 +126,9 @@ async def test_keys_from_a_file_and_from_stdin(server: FakeFreddyServer, tmp_pat
     text = f"# finance keys\n{chosen[0]}\n\n  {chosen[1]}   # the old one\n{chosen[2]}\n{chosen[0]}\n"
     listing.write_text(text, encoding="utf-8")
     from_file = await run_cli("report", "--org", ORG, "--keys", f"@{listing}", "--from", "2025-02", "--to",
-                              "2025-02", "--format", "jsonl", server=server)
+                              "2025-02", "--format", "jsonl", "--no-cache", server=server)
     from_stdin = await run_cli("report", "--org", ORG, "--keys", "-", "--keys", server.key_ids[0], "--from",
-                               "2025-02", "--to", "2025-02", "--format", "jsonl", server=server,
+                               "2025-02", "--to", "2025-02", "--format", "jsonl", "--no-cache", server=server,
                                stdin="\n".join(chosen) + "\n")
 
     assert from_file.returncode == 0, from_file.stderr

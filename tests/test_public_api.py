@@ -33,6 +33,7 @@ EXPECTED_ALL = [
     "RateLimitError",
     "ResponseValidationError",
     "UnprocessableEntityError",
+    "UsageCache",
     "UsageLimit",
     "UsageLimits",
     "UsagePeriod",

@@ -394,7 +394,7 @@ def test_there_is_no_option_to_switch_tls_verification_off() -> None:
     options = set(inspect.signature(FreddyClient.__init__).parameters) - {"self"}
     assert options == {
         "api_key", "base_url", "timeout", "max_retries", "max_concurrency", "requests_per_minute",
-        "retry_deadline", "session", "allow_insecure_http",
+        "retry_deadline", "session", "allow_insecure_http", "cache",
     }
     forbidden = ("ssl=False", "verify_ssl", "CERT_NONE", "check_hostname", "ssl.create_default_context",
                  "_create_unverified_context", "trust_env=True", "PYTHONHTTPSVERIFY")

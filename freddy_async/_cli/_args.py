@@ -183,7 +183,11 @@ def _connection_options() -> _Parser:
         help="seconds after which a request stops retrying (default: 60)")
     add("--allow-insecure-http", action="store_true",
         help="permit a plain http:// base URL to a host other than loopback")
-    # The usage cache's options (--cache, --no-cache, --refresh) belong in this group.
+    where = parent.add_mutually_exclusive_group()
+    where.add_argument("--cache", metavar="PATH", help="the cache file of closed months (default: "
+                       f"$XDG_CACHE_HOME/{PROG}/cache.sqlite3, else ~/.cache/{PROG}/cache.sqlite3)")
+    where.add_argument("--no-cache", action="store_true", help="fetch everything; read and write no cache")
+    add("--refresh", action="store_true", help="fetch everything again, and store it in the cache")
     return parent
 
 

@@ -14,7 +14,7 @@ from ._console import Redacting
 from ._records import DAILY_COLUMNS, Totals, daily_document, daily_records
 from ._report import Fetched, cmd_report, fetch_report, write_report
 from ._run import EXIT_FAILED, EXIT_OK, Run, check_ids
-from ._summary import daily_summary, fetched_with, report_summary
+from ._summary import cache_text, daily_summary, fetched_with, report_summary
 from ._tables import chf, daily_table, plural, write_renderables
 from ._writers import json_text, write_records
 
@@ -69,7 +69,10 @@ async def cmd_costs(run: Run) -> int:
         with run.output() as out:
             keys = await _costs.fetch_costs(client, args.org, months)
             _costs.write_costs(keys, months, args.format, out, org_id=args.org, top=args.top)
-    run.console.status(f"{PROG}: {_costs.summary_line(keys, months)}; {fetched_with(run.stats)}")
+    run.console.status(
+        f"{PROG}: {_costs.summary_line(keys, months)}; {fetched_with(run.stats)}"
+        f"{cache_text(run.stats, len(months))}"
+    )
     return EXIT_OK
 
 
@@ -136,4 +139,5 @@ async def cmd_demo(run: Run) -> int:
 async def dispatch(run: Run) -> int:
     """Run the command ``run.args`` names and return its exit status."""
     commands = {"report": cmd_report, "daily": cmd_daily, "costs": cmd_costs, "demo": cmd_demo}
-    return await commands[run.args.command](run)
+    async with run.open_cache():
+        return await commands[run.args.command](run)

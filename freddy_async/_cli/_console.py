@@ -15,6 +15,7 @@ from .. import _clock
 from ._safe import for_terminal
 
 if TYPE_CHECKING:
+    from .._cache import UsageCache
     from .._client import FreddyClient
 
 __all__ = ["Console", "Progress", "Redacting", "Stats", "clock_text", "progress_text", "rich_console"]
@@ -99,6 +100,7 @@ class Stats:
     def __init__(self) -> None:
         self.started = _clock.now()
         self.client: FreddyClient | None = None
+        self.cache: UsageCache | None = None
         self.keys_done = 0
         self.keys_total: int | None = None
         self.keys_listed = 0

@@ -6,9 +6,11 @@ import argparse
 import contextlib
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 
+from .._cache import UsageCache
 from .._client import API_KEY_ENV, DEFAULT_BASE_URL, FreddyClient, _check_id
+from .._errors import FreddyError
 from ._args import BASE_URL_ENV, PROG, UsageError
 from ._console import Console, Progress, Redacting, Stats
 from ._flags import with_flags
@@ -36,6 +38,7 @@ class Run:
         self.stats = Stats()
         show = not args.quiet and not args.no_progress and console.err.isatty()
         self.progress = Progress(console, self.stats, enabled=show)
+        self.cache: UsageCache | None = None
 
     def protect(self, secret: str) -> None:
         """Redact ``secret`` from everything written from now on, on every stream."""
@@ -54,12 +57,34 @@ class Run:
                 api_key, base_url=base_url, max_concurrency=args.max_concurrency,
                 requests_per_minute=args.requests_per_minute, timeout=args.timeout,
                 max_retries=args.max_retries, retry_deadline=args.retry_deadline,
-                allow_insecure_http=args.allow_insecure_http,
+                allow_insecure_http=args.allow_insecure_http, cache=self.cache,
             )
         except ValueError as exc:  # a base URL the client refuses (plain http to a remote host...)
             raise UsageError(f"{PROG} {args.command}: error: {with_flags(str(exc))}") from None
         self.stats.client = client
         return client
+
+    @contextlib.asynccontextmanager
+    async def open_cache(self) -> AsyncIterator[None]:
+        """Open the cache the flags ask for as ``self.cache`` (none with --no-cache, or for demo,
+        whose server is new each run); a bad cache file is a usage error."""
+        args = self.args
+        if getattr(args, "refresh", False) and args.no_cache:
+            raise UsageError(f"{PROG}: error: --refresh stores in the cache: it cannot go with --no-cache")
+        if getattr(args, "no_cache", True):
+            yield
+            return
+        cache = UsageCache(args.cache or default_cache_path(), refresh=args.refresh)
+        try:
+            await cache.__aenter__()
+        except FreddyError as exc:
+            text = " ".join(str(exc).split())
+            raise UsageError(f"{text} (--cache PATH names another file, --no-cache uses none)") from None
+        self.cache = self.stats.cache = cache
+        try:
+            yield
+        finally:
+            await cache.aclose()
 
     @contextlib.contextmanager
     def output(self) -> Iterator[Redacting]:
@@ -75,6 +100,14 @@ class Run:
             raise UsageError(f"{PROG}: error: --output: cannot write {path}: {exc.strerror or exc}") from None
         with stream:
             yield Redacting(stream, self.stdout.secrets)
+
+
+def default_cache_path() -> str:
+    """``$XDG_CACHE_HOME/freddy-usage/cache.sqlite3``, else under ``~/.cache``."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):  # the XDG spec: a relative (or empty) value is ignored
+        base = os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, PROG, "cache.sqlite3")
 
 
 def _read_api_key(env_name: str) -> str:
