@@ -13,14 +13,14 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import aiohttp
 import attrs
 from yarl import URL
 
-from . import _batch, _clock, _transport
+from . import _batch, _clock, _config, _transport
 from ._answers import RateLimitInfo
+from ._config import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL, MAX_PAGE_BYTES, MAX_USAGE_BYTES, MAX_WAIT
 from ._convert import parse_json, structure, structure_key_page
 from ._errors import (
     APIStatusError,
@@ -32,6 +32,7 @@ from ._errors import (
     ResponseValidationError,
     error_from_response,
 )
+from ._ids import check_id, segment
 from ._models import (
     ApiKey,
     ApiKeyDailyUsage,
@@ -41,23 +42,19 @@ from ._models import (
     UsageLimits,
 )
 from ._periods import MonthLike, YearMonth, check_month, check_year, unique_months
-from ._ratelimit import MAX_WAIT, OrgPacer, Pacers, WaitTooLong
+from ._ratelimit import OrgPacer, Pacers, WaitTooLong
 from ._retry import RetryPolicy, call_with_retries, first_timeout
 from ._version import __version__
 
-__all__ = ["DEFAULT_BASE_URL", "ClientStats", "FreddyClient"]
+__all__ = ["API_KEY_ENV", "DEFAULT_BASE_URL", "ClientStats", "FreddyClient"]
+
+# cli.py still imports _check_id and API_KEY_ENV from here; they live in _ids and _config.
+_check_id = check_id
 
 T = TypeVar("T")
 
-DEFAULT_BASE_URL = "https://api.aitronos.com"
-API_KEY_ENV = "FREDDY_API_KEY"
-BASE_URL_ENV = "FREDDY_BASE_URL"
 USER_AGENT = f"freddy-async/{__version__}"
 
-_MAX_ID_LENGTH = 256
-# Path-unsafe or invisible characters: '/', '?', '#', '\', any whitespace or control character,
-# and lone surrogates (a JSON body may hold "\ud800"), which no URL can encode.
-_BAD_ID_CHARS = re.compile(r"[/?#\\\s\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 logger = logging.getLogger("freddy_async")
@@ -98,29 +95,8 @@ def _closing_with_loop(session: aiohttp.ClientSession) -> AsyncGenerator[None, N
     raise AssertionError("the session guard stopped before its yield")  # pragma: no cover
 
 
-def _check_id(value: Any, name: str) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{name} must be a string, not {type(value).__name__}")
-    if not value:
-        raise ValueError(f"{name} must not be empty")
-    if len(value) > _MAX_ID_LENGTH:
-        raise ValueError(f"{name} is {len(value)} characters long; at most {_MAX_ID_LENGTH}")
-    if _BAD_ID_CHARS.search(value) or value.strip(".") == "":
-        # "." and ".." would be collapsed by URL normalisation into another endpoint's path.
-        raise ValueError(f"{name} {value!r} contains characters that cannot be in an ID")
-    return value
-
-
-# What quote(..., safe="") leaves as it is: an ID made of these alone needs no quoting.
-_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]+")
-
-
-def _segment(value: str) -> str:
-    return value if _UNRESERVED.fullmatch(value) else quote(value, safe="")
-
-
 def _usage_prefix(org_id: str) -> str:
-    return f"/v1/analytics/api-keys/usage/{_segment(org_id)}/"
+    return f"/v1/analytics/api-keys/usage/{segment(org_id)}/"
 
 
 def _is_loopback(host: str) -> bool:
@@ -258,11 +234,11 @@ class FreddyClient:
         api_key: str | None = None,
         *,
         base_url: str | None = None,
-        timeout: float = 30.0,
-        max_retries: int = 3,
-        max_concurrency: int = 16,
+        timeout: float = _config.TIMEOUT,
+        max_retries: int = _config.MAX_RETRIES,
+        max_concurrency: int = _config.MAX_CONCURRENCY,
         requests_per_minute: float | None = None,
-        retry_deadline: float = 60.0,
+        retry_deadline: float = _config.RETRY_DEADLINE,
         session: aiohttp.ClientSession | None = None,
         allow_insecure_http: bool = False,
     ) -> None:
@@ -503,7 +479,7 @@ class FreddyClient:
                 redact=self._redactor,
                 # A usage answer is under 2 KB; the daily and listing pages may be far larger.
                 max_body=(
-                    _transport.MAX_USAGE_BYTES if call.into is ApiKeyUsage else _transport.MAX_PAGE_BYTES
+                    MAX_USAGE_BYTES if call.into is ApiKeyUsage else MAX_PAGE_BYTES
                 ),
             )
         except FreddyError:
@@ -581,8 +557,8 @@ class FreddyClient:
             APIConnectionError: no answer after the retries.
             ResponseValidationError: the answer does not fit :class:`ApiKeyUsage`.
         """
-        _check_id(org_id, "org_id")
-        _check_id(api_key_id, "api_key_id")
+        check_id(org_id, "org_id")
+        check_id(api_key_id, "api_key_id")
         return await self._fetch_usage(org_id, api_key_id, month, year)
 
     async def _fetch_usage(
@@ -593,7 +569,7 @@ class FreddyClient:
         The one path of :meth:`get_api_key_usage` and of every job of a batch alike.
         """
         query = _month_query(month, year)
-        path = _usage_prefix(org_id) + _segment(key_id)
+        path = _usage_prefix(org_id) + segment(key_id)
         usage: ApiKeyUsage = await self._get(org_id, path, query, into=ApiKeyUsage, key_id=key_id)
         _check_usage_answers(usage, key_id, month, year)
         return usage
@@ -613,9 +589,9 @@ class FreddyClient:
             APIStatusError, APIConnectionError, ResponseValidationError: as for
                 :meth:`get_api_key_usage`.
         """
-        _check_id(org_id, "org_id")
+        check_id(org_id, "org_id")
         query = _month_query(month, year)
-        path = f"/v1/analytics/api-keys/daily/{_segment(org_id)}"
+        path = f"/v1/analytics/api-keys/daily/{segment(org_id)}"
         daily: ApiKeyDailyUsage = await self._get(org_id, path, query, into=ApiKeyDailyUsage)
         return daily
 
@@ -627,13 +603,13 @@ class FreddyClient:
             APIStatusError, APIConnectionError, ResponseValidationError: as for
                 :meth:`get_api_key_usage`.
         """
-        _check_id(org_id, "org_id")
+        check_id(org_id, "org_id")
         if type(page_size) is not int or not 1 <= page_size <= 100:
             raise ValueError(f"page_size must be an int from 1 to 100, not {page_size!r}")
         return self._walk_keys(org_id, page_size)
 
     async def _walk_keys(self, org_id: str, page_size: int) -> AsyncIterator[ApiKey]:
-        path = f"/v1/organizations/{_segment(org_id)}/api-keys"
+        path = f"/v1/organizations/{segment(org_id)}/api-keys"
         page = 1
         seen: set[str] = set()
         while True:
@@ -693,7 +669,7 @@ class FreddyClient:
             AuthenticationError, PermissionDeniedError: the API key may not read the
                 organization: the batch cannot go on.
         """
-        _check_id(org_id, "org_id")
+        check_id(org_id, "org_id")
         month_list = unique_months(months)
         keys: Iterable[str] | AsyncIterator[str]
         if api_key_ids is None:
@@ -703,13 +679,13 @@ class FreddyClient:
                 raise ValueError("api_key_ids must be a list of IDs, not a single string")
             if not isinstance(api_key_ids, Iterable):
                 raise ValueError(f"api_key_ids must be a list of IDs, not {type(api_key_ids).__name__}")
-            keys = [_check_id(key, "api_key_id") for key in api_key_ids]
+            keys = [check_id(key, "api_key_id") for key in api_key_ids]
 
         # A plain function returning the request's coroutine: no frame of its own to resume.
         def fetch(key_id: str, month: YearMonth) -> Awaitable[ApiKeyUsage]:
             if api_key_ids is None:
                 try:
-                    _check_id(key_id, "api_key_id")
+                    check_id(key_id, "api_key_id")
                 except ValueError as exc:
                     # Given IDs were checked up front; this one came from the key listing.
                     raise ResponseValidationError(
@@ -734,7 +710,7 @@ class FreddyClient:
             ValueError: a bad argument, before any request.
             FreddyError: the first month that failed after its retries.
         """
-        _check_id(org_id, "org_id")
+        check_id(org_id, "org_id")
         month_list = unique_months(months)
 
         async def fetch(month: YearMonth) -> ApiKeyDailyUsage:
@@ -760,9 +736,9 @@ class FreddyClient:
             APIStatusError, APIConnectionError, ResponseValidationError: as for
                 :meth:`get_api_key_usage`.
         """
-        _check_id(org_id, "org_id")
+        check_id(org_id, "org_id")
         query = _month_query(month, year)
-        path = f"/v1/analytics/usage/limits/{_segment(org_id)}"
+        path = f"/v1/analytics/usage/limits/{segment(org_id)}"
         limits: UsageLimits = await self._get(org_id, path, query, into=UsageLimits)
         return limits
 
@@ -783,9 +759,9 @@ class FreddyClient:
             APIStatusError, APIConnectionError, ResponseValidationError: as for
                 :meth:`get_api_key_usage`.
         """
-        _check_id(org_id, "org_id")
+        check_id(org_id, "org_id")
         query = _month_query(month, year)
-        path = f"/v1/analytics/api-keys/summary/{_segment(org_id)}"
+        path = f"/v1/analytics/api-keys/summary/{segment(org_id)}"
         summary: DailyUsageSummary = await self._get(org_id, path, query, into=DailyUsageSummary)
         return summary
 
@@ -803,7 +779,7 @@ class FreddyClient:
             ValueError: a bad argument, before any request.
             FreddyError: the first month that failed after its retries.
         """
-        _check_id(org_id, "org_id")
+        check_id(org_id, "org_id")
         month_list = unique_months(months)
 
         async def fetch(month: YearMonth) -> UsageLimits:

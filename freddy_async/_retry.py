@@ -29,7 +29,7 @@ from typing import TypeVar
 import attrs
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
-from . import _clock
+from . import _clock, _config
 from ._errors import APIConnectionError, APIStatusError, FreddyError
 
 __all__ = ["RetryPolicy", "call_with_retries", "first_timeout", "is_retryable"]
@@ -43,11 +43,11 @@ logger = logging.getLogger("freddy_async")
 class RetryPolicy:
     """How hard one call tries. Defaults are the documented ones."""
 
-    max_retries: int = 3
-    deadline: float = 60.0
-    initial_backoff: float = 0.5
-    max_backoff: float = 8.0
-    max_retry_after: float = 60.0
+    max_retries: int = _config.MAX_RETRIES
+    deadline: float = _config.RETRY_DEADLINE
+    initial_backoff: float = _config.INITIAL_BACKOFF
+    max_backoff: float = _config.MAX_BACKOFF
+    max_retry_after: float = _config.MAX_WAIT
 
 
 def is_retryable(exc: BaseException) -> bool:

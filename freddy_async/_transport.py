@@ -20,18 +20,10 @@ import attrs
 from yarl import URL
 
 from . import _clock
+from ._config import MAX_ERROR_PAGE_BYTES, MAX_PAGE_BYTES
 from ._errors import APIConnectionError, APITimeoutError, FreddyError, Redactor, ResponseValidationError
 
-__all__ = ["MAX_PAGE_BYTES", "MAX_USAGE_BYTES", "Answer", "get"]
-
-# The largest decoded body each kind of answer may have: far above any honest one, and small
-# enough that parsing a hostile one at the cap blocks the event loop for milliseconds, not the
-# quarter of a second 8 MiB took. A usage answer is under 2 KB (64 KiB of JSON: under 2 ms); a
-# daily page (31 days) or a page of 100 keys is tens of KB (1 MiB of JSON: 15 to 40 ms).
-MAX_USAGE_BYTES = 64 * 1024
-MAX_PAGE_BYTES = 1024 * 1024
-# An error page only feeds a clipped message and the first 4 KB of ``body``.
-_MAX_ERROR_PAGE_BYTES = 64 * 1024
+__all__ = ["Answer", "get"]
 
 
 @attrs.frozen
@@ -99,7 +91,7 @@ async def _read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
     decompressed so far, a buffer's worth at a time, so a gzip bomb is stopped after ``limit``.
     """
     if response.status >= 300:
-        limit = min(limit, _MAX_ERROR_PAGE_BYTES)
+        limit = min(limit, MAX_ERROR_PAGE_BYTES)
     content = response.content
     chunks = []
     size = 0
