@@ -140,47 +140,37 @@ class Transport:
             ResponseValidationError: a 2xx body that decodes to more than ``max_body`` bytes.
         """
         assert self._session is not None, "not open"
-        client_timeout = (
-            self._client_timeout
-            if timeout == self._first_timeout
-            else aiohttp.ClientTimeout(total=timeout)
-        )
-        return await _get(self._session, url, self._request_headers, client_timeout, path, redact, max_body)
+        failure: FreddyError | None = None
+        with _clock.io():
+            try:
+                async with self._session.get(
+                    url,
+                    headers=self._request_headers,
+                    timeout=self._client_timeout if timeout == self._first_timeout else _timeout(timeout),
+                    allow_redirects=False,  # a redirect would carry the API key elsewhere
+                ) as response:
+                    body = redact.data(await _read_body(response, max_body))
+                    reason = response.reason and redact.text(response.reason)
+                    return Answer(response.status, response.headers, body, reason)
+            except asyncio.TimeoutError:
+                failure = APITimeoutError(f"GET {path}: no answer within {timeout:.3g} s")
+            except aiohttp.ClientConnectorCertificateError as exc:
+                # Another attempt would meet the same certificate: fail at once.
+                failure = APIConnectionError(
+                    f"GET {path}: TLS certificate does not verify: "
+                    f"{redact.excerpt(str(exc.certificate_error))}",
+                    retryable=False,
+                )
+            except aiohttp.ClientError as exc:
+                # A broken status line or header is quoted in the error: the server's bytes, the key's too.
+                failure = APIConnectionError(
+                    f"GET {path}: {type(exc).__name__}: {redact.excerpt(str(exc), 300)}"
+                )
+        raise failure
 
 
-async def _get(
-    session: aiohttp.ClientSession,
-    url: URL,
-    headers: Mapping[str, str] | None,
-    timeout: aiohttp.ClientTimeout,
-    path: str,
-    redact: Redactor,
-    max_body: int,
-) -> Answer:
-    failure: FreddyError | None = None
-    with _clock.io():
-        try:
-            async with session.get(
-                url,
-                headers=headers,
-                timeout=timeout,
-                allow_redirects=False,  # a redirect would carry the API key elsewhere
-            ) as response:
-                body = redact.data(await _read_body(response, max_body))
-                reason = response.reason and redact.text(response.reason)
-                return Answer(response.status, response.headers, body, reason)
-        except asyncio.TimeoutError:
-            failure = APITimeoutError(f"GET {path}: no answer within {timeout.total:.3g} s")
-        except aiohttp.ClientConnectorCertificateError as exc:
-            # Another attempt would meet the same certificate: fail at once.
-            failure = APIConnectionError(
-                f"GET {path}: TLS certificate does not verify: {redact.excerpt(str(exc.certificate_error))}",
-                retryable=False,
-            )
-        except aiohttp.ClientError as exc:
-            # A broken status line or header is quoted in the error: the server's bytes, the key's too.
-            failure = APIConnectionError(f"GET {path}: {type(exc).__name__}: {redact.excerpt(str(exc), 300)}")
-    raise failure
+def _timeout(seconds: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=seconds)
 
 
 async def _read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
