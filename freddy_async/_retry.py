@@ -1,11 +1,16 @@
 """Which failed requests are tried again, and how long to wait first. The only tenacity import.
 
+The decisions are pure functions of the policy, the attempt and the failure (:func:`is_retryable`,
+:func:`backoff`, :func:`gives_up`, and :func:`waits_out` for a 429); :func:`retry` hands them to
+tenacity, which runs the loop, and is entered only after a call's first attempt failed.
+
 Retried: no answer (connection errors, timeouts, cut-off bodies), 408 and every 5xx; all the
 API's calls are GETs, so a repeat is always safe. Never retried here: other 4xx, a body that does
 not fit the model, a TLS certificate that does not verify, a cancelled task. A 429 is not a
 failure at all: the client waits it out as flow control before a call ever gets here (see
-``_ratelimit``). A call stops after ``max_retries`` retries or when the next wait would pass its
-deadline, whichever comes first, and raises the last error.
+``_ratelimit``), unless :func:`waits_out` says it is none (then it is raised at once). A call
+stops after ``max_retries`` retries or when the next wait would pass its deadline, whichever
+comes first, and raises the last error.
 
 How long a retry waits (a ``Retry-After`` aside, which is honoured up to ``max_retry_after``):
 
