@@ -693,9 +693,9 @@ def _ends_batch(error: FreddyError, key_id: str) -> bool:
 
 
 def _month_query(month: int | None, year: int | None) -> str:
-    parts = []
+    """The query of a month's GET, each part checked (``ValueError`` before any request)."""
+    if month is not None and year is not None:
+        return f"month={check_month(month)}&year={check_year(year)}"
     if month is not None:
-        parts.append(f"month={check_month(month)}")
-    if year is not None:
-        parts.append(f"year={check_year(year)}")
-    return "&".join(parts)
+        return f"month={check_month(month)}"
+    return "" if year is None else f"year={check_year(year)}"

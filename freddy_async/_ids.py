@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 from urllib.parse import quote
@@ -31,6 +32,8 @@ def check_id(value: Any, name: str) -> str:
     return value
 
 
+# Every request quotes its organization's ID, and a batch's every job its key's.
+@functools.lru_cache(maxsize=4096)
 def segment(value: str) -> str:
     """``value`` quoted as one path segment (most IDs need no quoting, and skip it)."""
     return value if _UNRESERVED.fullmatch(value) else quote(value, safe="")
