@@ -28,7 +28,7 @@ from yarl import URL
 from . import _batch, _clock, _config, _retry
 from ._answers import RateLimitInfo, read_answer
 from ._config import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL, MAX_PAGE_BYTES, MAX_USAGE_BYTES
-from ._convert import KeyPage, structure, structure_key_page
+from ._convert import KeyPage, Structurer, structure_key_page
 from ._errors import (
     AuthenticationError,
     FreddyError,
@@ -77,14 +77,14 @@ class _Endpoint(Generic[T]):
 
 _USAGE = _Endpoint(
     "/v1/analytics/api-keys/usage/{org}/{key}",
-    functools.partial(structure, cls=ApiKeyUsage),
+    Structurer(ApiKeyUsage),
     # A usage answer is under 2 KB; the daily and listing pages may be far larger.
     max_body=MAX_USAGE_BYTES,
 )
-_DAILY = _Endpoint("/v1/analytics/api-keys/daily/{org}", functools.partial(structure, cls=ApiKeyDailyUsage))
-_LIMITS = _Endpoint("/v1/analytics/usage/limits/{org}", functools.partial(structure, cls=UsageLimits))
+_DAILY = _Endpoint("/v1/analytics/api-keys/daily/{org}", Structurer(ApiKeyDailyUsage))
+_LIMITS = _Endpoint("/v1/analytics/usage/limits/{org}", Structurer(UsageLimits))
 _SUMMARY = _Endpoint(
-    "/v1/analytics/api-keys/summary/{org}", functools.partial(structure, cls=DailyUsageSummary)
+    "/v1/analytics/api-keys/summary/{org}", Structurer(DailyUsageSummary)
 )
 _KEY_PAGE = _Endpoint("/v1/organizations/{org}/api-keys", structure_key_page)
 
@@ -398,7 +398,17 @@ class FreddyClient:
                 call.deadline = call.started + self._policy.deadline
             answer = await self._send(call, timeout)
             info = call.pacer.answered(answer.status, answer.headers)
-            outcome = self._read(call, answer, info)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("GET %s -> %d (%d bytes)", call.path, answer.status, len(answer.body))
+            outcome = read_answer(
+                answer.status,
+                answer.headers,
+                answer.body,
+                read=call.endpoint.read,
+                redact=self._redactor,
+                reason=answer.reason,
+                retry_after=info.retry_after,
+            )
             if not isinstance(outcome, FreddyError):
                 return outcome
             if not isinstance(outcome, RateLimitError) or answer.status != 429:
@@ -454,19 +464,6 @@ class FreddyClient:
             if closed is not None:
                 raise closed from None
             raise
-
-    def _read(self, call: _Call, answer: Answer, info: RateLimitInfo) -> Any:
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("GET %s -> %d (%d bytes)", call.path, answer.status, len(answer.body))
-        return read_answer(
-            answer.status,
-            answer.headers,
-            answer.body,
-            read=call.endpoint.read,
-            redact=self._redactor,
-            reason=answer.reason,
-            retry_after=info.retry_after,
-        )
 
     def _hold(self, call: _Call, error: RateLimitError, info: RateLimitInfo) -> None:
         """Hold the organization (or the key the 429 names) for its wait; raise it if no throttling."""

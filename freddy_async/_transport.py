@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Mapping
+from typing import NamedTuple
 
 import aiohttp
-import attrs
 from yarl import URL
 
 from . import _clock
@@ -29,8 +29,7 @@ from ._errors import APIConnectionError, APITimeoutError, FreddyError, Redactor,
 __all__ = ["Answer", "Session", "Transport"]
 
 
-@attrs.frozen
-class Answer:
+class Answer(NamedTuple):
     """What the server sent back: status, headers, the whole body and the reason phrase."""
 
     status: int
@@ -90,6 +89,8 @@ class Transport:
             RuntimeError: closed, or used from another loop than the first.
         """
         loop = asyncio.get_running_loop()
+        if self._loop is loop and self._session is not None:
+            return  # every call after the first; a session closed since is found before sending
         if self._loop is not loop:
             if self._loop is not None:
                 raise RuntimeError(_OTHER_LOOP)
