@@ -34,10 +34,16 @@ CONCURRENCY = 64
 
 
 async def _baseline(base_url: str, api_key: str, org_id: str, keys: Sequence[str]) -> None:
-    urls = [f"{base_url}/v1/analytics/api-keys/usage/{org_id}/{k}?month={m.month}&year={m.year}"
-            for k in keys for m in MONTHS]
-    headers = {"X-API-Key": api_key, "User-Agent": f"freddy-async/{__version__}",
-               "Accept": "application/json"}
+    urls = [
+        f"{base_url}/v1/analytics/api-keys/usage/{org_id}/{k}?month={m.month}&year={m.year}"
+        for k in keys
+        for m in MONTHS
+    ]
+    headers = {
+        "X-API-Key": api_key,
+        "User-Agent": f"freddy-async/{__version__}",
+        "Accept": "application/json",
+    }
     pending = iter(urls)
 
     async def worker(session: aiohttp.ClientSession) -> None:
@@ -65,8 +71,20 @@ async def _child(kind: str, rounds: int, base_url: str, api_key: str, org_id: st
 
 
 def _instructions(tree: Path, kind: str, rounds: int, srv: Server, keys: Sequence[str]) -> int:
-    command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-               __file__, "--child", kind, str(rounds), srv.base_url, srv.api_key, srv.org_id, ",".join(keys)]
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        str(rounds),
+        srv.base_url,
+        srv.api_key,
+        srv.org_id,
+        ",".join(keys),
+    ]
     env = dict(os.environ, PYTHONPATH=f"{tree}{os.pathsep}{Path(__file__).parent}")
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     found = re.search(r"Collected : (\d+)", done.stderr)
