@@ -1,22 +1,25 @@
 """Bounded fan-out of many requests, handed back as async iterators.
 
 This module only orchestrates: it is given an async ``fetch`` callable and knows nothing of HTTP,
-so :class:`FreddyClient` composes it rather than the other way round.
+nor of which errors end a batch (the client tells it), so :class:`FreddyClient` composes it rather
+than the other way round.
 
-Jobs are produced lazily, key by key, and at most ``concurrency`` of them run at once; a
-finished job is filed under its key, and a key whose months are all done is yielded at once. So
-the tasks alive and the reports half-built stay bounded by ``concurrency`` however many keys a
-batch has. Leaving the iteration (break, an exception in the caller's loop, cancellation,
-``aclose()``) cancels and awaits every job still running before the iterator is done; cancelling
-the caller's task while it is busy with a result cancels the jobs at once (see :class:`_Handover`).
+A batch (:func:`iter_usage`), end to end: :class:`_Jobs` makes the (key, month) jobs lazily, key
+by key; at most ``concurrency`` workers take them (a slow start: one key's worth of workers first,
+one more per answer); each finished job is filed under its key, and a key whose months are all
+done is handed over as a :class:`KeyUsageReport` at once. So the tasks alive and the reports
+half-built stay bounded by ``concurrency`` however many keys a batch has. Leaving the iteration
+(break, an exception in the caller's loop, cancellation, ``aclose()``) cancels and awaits every
+job still running before the iterator is done; cancelling the caller's task while it is busy with
+a result cancels the jobs at once (see :class:`_Handover`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import deque
 from collections.abc import (
-    AsyncGenerator,
     AsyncIterator,
     Awaitable,
     Callable,
@@ -48,6 +51,84 @@ def _nothing_ends_it(error: FreddyError, key: str) -> bool:
     return False
 
 
+async def iter_usage(
+    fetch: UsageFetch,
+    keys: Iterable[str] | AsyncIterator[str],
+    months: Sequence[YearMonth],
+    *,
+    concurrency: int,
+    ends_batch: EndsBatch = _nothing_ends_it,
+) -> AsyncIterator[KeyUsageReport]:
+    """Yield one :class:`KeyUsageReport` per distinct key, in completion order.
+
+    A :class:`FreddyError` is recorded in its key's report, unless ``ends_batch`` says it ends
+    the batch: then it is raised to the caller and every job is cancelled.
+    """
+    jobs = _Jobs(keys, months)
+    batch = _UsageBatch(fetch, jobs, len(months), concurrency, ends_batch)
+    handover = _Handover(batch.workers)
+    try:
+        batch.start()
+        while (report := await batch.next_report()) is not None:
+            with handover:
+                yield report
+    finally:
+        await _cancel(batch.workers)
+        await jobs.aclose()
+
+
+class _Jobs:
+    """The (key, month) jobs of a batch, made as they are taken: each distinct key's months."""
+
+    def __init__(self, keys: Iterable[str] | AsyncIterator[str], months: Sequence[YearMonth]) -> None:
+        self._keys = keys if isinstance(keys, AsyncIterator) else _async_keys(keys)
+        self._months = months
+        self._pending: Iterator[tuple[str, YearMonth]] = iter(())  # the months of the last key
+        self._seen: set[str] = set()
+        self._closed = False
+        # An async iterator must not be advanced by two tasks at once (one may be awaiting the
+        # next page of the key listing); a key's months are handed out without it.
+        self._lock = asyncio.Lock()
+
+    async def take(self) -> tuple[str, YearMonth] | None:
+        """The next job, or ``None`` when there is none left (or :meth:`close` was called)."""
+        job = next(self._pending, None)
+        if job is None and not self._closed:
+            async with self._lock:
+                job = await self._next_key()
+        return job
+
+    async def _next_key(self) -> tuple[str, YearMonth] | None:
+        # Another worker may have taken the next key while this one waited for the lock.
+        job = next(self._pending, None)
+        while job is None and not self._closed:
+            key = await anext(self._keys, None)
+            if key is None:
+                return None
+            if key not in self._seen:
+                self._seen.add(key)
+                self._pending = ((key, month) for month in self._months)
+                job = next(self._pending, None)
+        return job
+
+    def close(self) -> None:
+        """Hand out no more jobs."""
+        self._closed = True
+        self._pending = iter(())
+
+    async def aclose(self) -> None:
+        """Close the key iterator (the key listing's pages, when the keys come from it)."""
+        self.close()
+        aclose = getattr(self._keys, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _async_keys(keys: Iterable[str]) -> AsyncIterator[str]:
+    for key in keys:
+        yield key
+
+
 @attrs.define
 class _Partial:
     """A key whose months are not all back yet."""
@@ -61,24 +142,108 @@ class _Partial:
         return KeyUsageReport(key_id, tuple(self.usage), self.errors)
 
 
-def _sync_jobs(keys: Iterable[str], months: Sequence[YearMonth]) -> Iterator[tuple[str, YearMonth]]:
-    seen: set[str] = set()
-    for key in keys:
-        if key not in seen:
-            seen.add(key)
-            for month in months:
-                yield key, month
+class _WorkerDone:
+    """Put by a worker that found no job left."""
 
 
-async def _async_jobs(
-    keys: AsyncIterator[str], months: Sequence[YearMonth]
-) -> AsyncGenerator[tuple[str, YearMonth], None]:
-    seen: set[str] = set()
-    async for key in keys:
-        if key not in seen:
-            seen.add(key)
-            for month in months:
-                yield key, month
+class _Stop:
+    """Put by a worker that hit a batch-fatal error, or a bug (any exception but a FreddyError)."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+
+_DONE = _WorkerDone()
+
+
+class _UsageBatch:
+    """The workers of one :func:`iter_usage`, the keys they have half done, the reports ready."""
+
+    def __init__(
+        self, fetch: UsageFetch, jobs: _Jobs, n_months: int, concurrency: int, ends_batch: EndsBatch
+    ) -> None:
+        self._fetch = fetch
+        self._jobs = jobs
+        self._n_months = n_months
+        self._concurrency = concurrency
+        self._ends_batch = ends_batch
+        self._partial: dict[str, _Partial] = {}
+        self._finished = 0
+        self.workers: list[asyncio.Task[None]] = []
+        # Workers file each job's outcome under its key themselves and hand over whole reports, so
+        # the caller's task wakes once per key, not once per request. Bounded: while the caller is
+        # busy with a report, at most `concurrency` reports wait here and the workers stop taking
+        # jobs, so memory stays flat however slow the caller is.
+        self._reports: asyncio.Queue[KeyUsageReport | _WorkerDone | _Stop] = asyncio.Queue(
+            maxsize=concurrency
+        )
+
+    def start(self) -> None:
+        """Start one key's worth of workers; each answer then starts one more, up to ``concurrency``.
+
+        The first key's months are so not queued behind ``concurrency`` connections being opened
+        at once, and its report comes about as soon as that key's alone would; the pool still
+        reaches full width within a few round trips.
+        """
+        for _ in range(min(self._concurrency, self._n_months)):
+            self._add_worker()
+
+    def _add_worker(self) -> None:
+        self.workers.append(asyncio.get_running_loop().create_task(self._work()))
+
+    async def next_report(self) -> KeyUsageReport | None:
+        """The next key done; ``None`` once every worker is done; raise what ended the batch."""
+        while self._finished < len(self.workers):
+            message = await self._reports.get()
+            if isinstance(message, _Stop):
+                raise message.exc
+            if isinstance(message, KeyUsageReport):
+                return message
+            self._finished += 1
+        return None
+
+    async def _work(self) -> None:
+        try:
+            while (job := await self._jobs.take()) is not None:
+                key, month = job
+                try:
+                    outcome: ApiKeyUsage | FreddyError = await self._fetch(key, month)
+                except FreddyError as exc:
+                    outcome = exc
+                report = self._file(key, month, outcome)
+                if report is not None:
+                    await self._reports.put(report)
+        except Exception as exc:
+            # An error that ends the batch, or a bug (in fetch, the caller's key iterable,
+            # anywhere here): no more jobs are handed out, and the caller gets the exception,
+            # never a hang.
+            self._jobs.close()
+            await self._reports.put(_Stop(exc))
+        else:
+            await self._reports.put(_DONE)
+
+    def _file(self, key: str, month: YearMonth, outcome: ApiKeyUsage | FreddyError) -> KeyUsageReport | None:
+        """File one job's outcome under its key; return the key's report once its months are in.
+
+        Raises:
+            FreddyError: ``outcome``, when it ends the batch.
+        """
+        if isinstance(outcome, FreddyError) and self._ends_batch(outcome, key):
+            raise outcome
+        if len(self.workers) < self._concurrency:
+            self._add_worker()  # the slow start: one more worker per answer
+        entry = self._partial.get(key)
+        if entry is None:
+            entry = self._partial[key] = _Partial(self._n_months)
+        if isinstance(outcome, FreddyError):
+            entry.errors[month] = outcome
+        else:
+            entry.usage.append(outcome)
+        entry.waiting -= 1
+        if entry.waiting:
+            return None
+        del self._partial[key]
+        return entry.report(key)
 
 
 async def _cancel(tasks: Iterable[asyncio.Task[T]]) -> None:
@@ -126,127 +291,6 @@ class _Handover:
             raise RuntimeError("the batch was stopped when the task iterating it was cancelled")
 
 
-class _WorkerDone:
-    """Put by a worker that found no job left."""
-
-
-class _Stop:
-    """Put by a worker that hit a batch-fatal error, or a bug (any exception but a FreddyError)."""
-
-    def __init__(self, exc: Exception) -> None:
-        self.exc = exc
-
-
-_DONE = _WorkerDone()
-
-
-async def iter_usage(
-    fetch: UsageFetch,
-    keys: Iterable[str] | AsyncIterator[str],
-    months: Sequence[YearMonth],
-    *,
-    concurrency: int,
-    ends_batch: EndsBatch = _nothing_ends_it,
-) -> AsyncIterator[KeyUsageReport]:
-    """Yield one :class:`KeyUsageReport` per distinct key, in completion order.
-
-    A :class:`FreddyError` is recorded in its key's report, unless ``ends_batch`` says it ends
-    the batch: then it is raised to the caller and every job is cancelled.
-    """
-    loop = asyncio.get_running_loop()
-    # Workers file each job's outcome under its key themselves and hand over whole reports, so
-    # the caller's task wakes once per key, not once per request. Bounded: while the caller is
-    # busy with a report, at most `concurrency` reports wait here and the workers stop taking
-    # jobs, so memory stays flat however slow the caller is.
-    reports: asyncio.Queue[KeyUsageReport | _WorkerDone | _Stop] = asyncio.Queue(maxsize=concurrency)
-    partial: dict[str, _Partial] = {}
-    n_months = len(months)
-    sync_jobs: Iterator[tuple[str, YearMonth]] | None = None
-    async_jobs: AsyncGenerator[tuple[str, YearMonth], None] | None = None
-    if isinstance(keys, AsyncIterator):
-        async_jobs = _async_jobs(keys, months)
-    else:
-        sync_jobs = _sync_jobs(keys, months)
-    # An async generator must not be advanced by two tasks at once (one may be awaiting the
-    # next page of keys); a plain generator needs no lock.
-    job_lock = asyncio.Lock()
-    workers: list[asyncio.Task[None]] = []
-    stopping = False
-
-    async def worker() -> None:
-        nonlocal stopping
-        try:
-            while not stopping:
-                if sync_jobs is not None:
-                    job = next(sync_jobs, None)
-                else:
-                    assert async_jobs is not None
-                    async with job_lock:
-                        job = await anext(async_jobs, None)
-                if job is None:
-                    break
-                key, month = job
-                entry = partial.get(key)
-                if entry is None:
-                    entry = partial[key] = _Partial(n_months)
-                try:
-                    usage = await fetch(key, month)
-                except FreddyError as exc:
-                    if ends_batch(exc, key):
-                        raise
-                    entry.errors[month] = exc
-                else:
-                    entry.usage.append(usage)
-                if len(workers) < concurrency:
-                    start_worker()
-                entry.waiting -= 1
-                if not entry.waiting:
-                    del partial[key]
-                    await reports.put(entry.report(key))
-        except Exception as exc:
-            # An error that ends the batch, or a bug (in fetch, the caller's key iterable,
-            # anywhere here): every worker stops taking jobs at once, and the caller gets the
-            # exception, never a hang.
-            stopping = True
-            await reports.put(_Stop(exc))
-        else:
-            await reports.put(_DONE)
-
-    def start_worker() -> None:
-        workers.append(loop.create_task(worker()))
-
-    # Slow start: one key's worth of workers first, then one more per answer up to
-    # `concurrency`. The first key's months are then not queued behind `concurrency`
-    # connections being opened at once, so its report comes about as soon as that key alone
-    # would; the pool still reaches full width within a few round trips.
-    for _ in range(min(concurrency, n_months)):
-        start_worker()
-    finished = 0
-    handover = _Handover(workers)
-    try:
-        while finished < len(workers):
-            message = await reports.get()
-            if message is _DONE:
-                finished += 1
-            elif isinstance(message, _Stop):
-                raise message.exc
-            else:
-                assert isinstance(message, KeyUsageReport)
-                with handover:
-                    yield message
-    finally:
-        await _cancel(workers)
-        if async_jobs is not None:
-            await async_jobs.aclose()
-
-
-async def _next_done(window: deque[asyncio.Task[T]]) -> T:
-    # Pop only once done, so a cancellation while waiting still finds the task in the window.
-    result = await window[0]
-    window.popleft()
-    return result
-
-
 async def iter_in_order(
     fetch: Callable[[Item], Coroutine[Any, Any, T]], items: Sequence[Item], *, concurrency: int
 ) -> AsyncIterator[T]:
@@ -257,16 +301,22 @@ async def iter_in_order(
     loop = asyncio.get_running_loop()
     window: deque[asyncio.Task[T]] = deque()
     handover = _Handover(window)
+    pending = iter(items)
     try:
-        for item in items:
-            window.append(loop.create_task(fetch(item)))
-            if len(window) >= concurrency:
-                result = await _next_done(window)
-                with handover:
-                    yield result
-        while window:
+        while True:
+            for item in itertools.islice(pending, concurrency - len(window)):
+                window.append(loop.create_task(fetch(item)))
+            if not window:
+                return
             result = await _next_done(window)
             with handover:
                 yield result
     finally:
         await _cancel(window)
+
+
+async def _next_done(window: deque[asyncio.Task[T]]) -> T:
+    # Pop only once done, so a cancellation while waiting still finds the task in the window.
+    result = await window[0]
+    window.popleft()
+    return result

@@ -47,9 +47,8 @@ from typing import Any, TypeVar
 import attrs
 
 from . import _clock
-from ._convert import parse_json, structure
+from ._convert import parse_json
 from ._errors import FreddyError, ResponseValidationError
-from ._models import ApiKeyDailyUsage, ApiKeyUsage, DailyUsageSummary, UsageLimits
 from ._periods import YearMonth
 
 __all__ = ["CacheScope", "UsageCache", "is_final"]
@@ -64,14 +63,6 @@ _SCHEMA = 1
 _BUSY_TIMEOUT = 30.0
 _BUSY_PAUSE = 0.02
 _SALT_BYTES = 16
-
-# What a row's ``endpoint`` column says, by the model its answer is structured into.
-_ENDPOINTS: dict[type[Any], str] = {
-    ApiKeyUsage: "usage",
-    ApiKeyDailyUsage: "daily",
-    UsageLimits: "limits",
-    DailyUsageSummary: "summary",
-}
 
 _CREATE_META = "CREATE TABLE meta (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID"
 _CREATE_ANSWERS = """
@@ -432,14 +423,16 @@ class CacheScope:
         self,
         fetch: Callable[[], Awaitable[tuple[T, bytes]]],
         org_id: str,
-        into: type[T],
+        endpoint: str,
+        read: Callable[[Any], T],
         key_id: str | None,
         month: int | None,
         year: int | None,
     ) -> T:
         """The answer about ``month`` of ``year``: from the file if final there, else fetched.
 
-        ``fetch`` sends the request and returns the model and the body it was read from. A
+        ``fetch`` sends the request and returns the model and the body it was read from;
+        ``read`` builds the model of a stored body as the client builds a fresh one. A
         request that leaves the month to the server (``month`` or ``year`` omitted) is never
         served nor stored: the server's "current month" is never final.
         """
@@ -447,9 +440,9 @@ class CacheScope:
             return (await fetch())[0]
         cache = self._cache
         period = YearMonth(year, month)
-        entry = _Entry(self._base_url, org_id, _ENDPOINTS[into], key_id or "", str(period), await self._key())
+        entry = _Entry(self._base_url, org_id, endpoint, key_id or "", str(period), await self._key())
         if not cache._refresh:
-            hit = await self._load(entry, period, into)
+            hit = await self._load(entry, period, read)
             if hit is not None:
                 self.hits += 1
                 return hit
@@ -467,7 +460,7 @@ class CacheScope:
             self._api_key = None
         return self._fingerprint
 
-    async def _load(self, entry: _Entry, period: YearMonth, into: type[T]) -> T | None:
+    async def _load(self, entry: _Entry, period: YearMonth, read: Callable[[Any], T]) -> T | None:
         cache = self._cache
         found = await cache._run(cache._file.load, entry)
         if found is None:
@@ -477,6 +470,6 @@ class CacheScope:
             return None
         try:
             # The path of a fresh answer (_client's _read): the same bytes give the same model.
-            return structure(parse_json(body), into)
+            return read(parse_json(body))
         except ResponseValidationError:
             return None  # stored by a version that read more loosely: fetched again and replaced

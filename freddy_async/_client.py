@@ -1,4 +1,12 @@
-"""FreddyClient: the session owner, and the one private path every request takes."""
+"""FreddyClient: configuration, session, endpoints, and the one request loop every call takes.
+
+One request, top to bottom (:meth:`FreddyClient._get`): **admit** (its organization's pacer,
+``_ratelimit``) -> **send** (one of ``max_concurrency`` slots, ``_transport``) -> **read the
+answer** (``_answers.read_answer``: the data or the error it means) -> a 429 that is flow control
+is waited out and sent again; a failure is **retried** by ``_retry`` (tenacity, entered only
+after a failed first attempt) or raised; data is **returned**. Every endpoint fetches through
+:meth:`FreddyClient._fetch_month` (the key listing aside), the batches by composing ``_batch``.
+"""
 
 from __future__ import annotations
 
@@ -10,29 +18,27 @@ import logging
 import os
 import re
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import Any, TypeVar
-from urllib.parse import quote
+from typing import Any, Generic, TypeVar
 
-import aiohttp
 import attrs
 from yarl import URL
 
-from . import _batch, _clock, _transport
-from ._answers import RateLimitInfo
+from . import _batch, _clock, _config, _retry
+from ._answers import RateLimitInfo, read_answer
 from ._cache import CacheScope, UsageCache
-from ._convert import parse_json, structure, structure_key_page
+from ._config import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL, MAX_PAGE_BYTES, MAX_USAGE_BYTES
+from ._convert import KeyPage, Structurer, structure_key_page
 from ._errors import (
-    APIStatusError,
     AuthenticationError,
     FreddyError,
     PermissionDeniedError,
     RateLimitError,
     Redactor,
     ResponseValidationError,
-    error_from_response,
 )
+from ._ids import check_id, segment
 from ._models import (
     ApiKey,
     ApiKeyDailyUsage,
@@ -42,86 +48,43 @@ from ._models import (
     UsageLimits,
 )
 from ._periods import MonthLike, YearMonth, check_month, check_year, unique_months
-from ._ratelimit import MAX_WAIT, OrgPacer, Pacers, WaitTooLong
-from ._retry import RetryPolicy, call_with_retries, first_timeout
+from ._ratelimit import OrgPacer, Pacers, WaitTooLong
+from ._retry import RetryPolicy, first_timeout
+from ._transport import Answer, Session, Transport
 from ._version import __version__
 
-__all__ = ["DEFAULT_BASE_URL", "ClientStats", "FreddyClient"]
+__all__ = ["ClientStats", "FreddyClient"]
 
 T = TypeVar("T")
 
-DEFAULT_BASE_URL = "https://api.aitronos.com"
-API_KEY_ENV = "FREDDY_API_KEY"
-BASE_URL_ENV = "FREDDY_BASE_URL"
 USER_AGENT = f"freddy-async/{__version__}"
 
-_MAX_ID_LENGTH = 256
-# Path-unsafe or invisible characters: '/', '?', '#', '\', any whitespace or control character,
-# and lone surrogates (a JSON body may hold "\ud800"), which no URL can encode.
-_BAD_ID_CHARS = re.compile(r"[/?#\\\s\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 logger = logging.getLogger("freddy_async")
 
-_CLOSED = "this FreddyClient is closed"
-_LENT_CLOSED = (
-    "the aiohttp.ClientSession lent to this FreddyClient is closed: close it only after the client"
+
+@attrs.frozen
+class _Endpoint(Generic[T]):
+    """One GET of the API: where it goes, what its answer is built into, how large it may be."""
+
+    name: str  # in logs and in the cache's rows
+    path: str  # "{org}" and "{key}" stand for the quoted IDs
+    read: Callable[[Any], T]
+    max_body: int = MAX_PAGE_BYTES
+
+
+_USAGE = _Endpoint(
+    "usage",
+    "/v1/analytics/api-keys/usage/{org}/{key}",
+    Structurer(ApiKeyUsage),
+    # A usage answer is under 2 KB; the daily and listing pages may be far larger.
+    max_body=MAX_USAGE_BYTES,
 )
-_OTHER_LOOP = (
-    "this FreddyClient is bound to another event loop (used in one asyncio.run, then in another): "
-    "create one client per event loop"
-)
-
-
-def _closing_with_loop(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
-    """Return an async generator, already started, that closes ``session`` when closed.
-
-    Started inside the running loop, it is one of the loop's async generators, which
-    ``asyncio.run`` (and every loop runner) closes before closing the loop: a client never
-    closed, or reused in another ``asyncio.run``, leaves no socket open behind its first loop.
-    Unlike a task, it costs nothing while it waits.
-    """
-
-    async def guard() -> AsyncGenerator[None, None]:
-        try:
-            yield
-        finally:
-            await session.close()
-
-    generator = guard()
-    # Run it to its `yield` without an await (the caller is synchronous): the first asend()
-    # registers it with the running loop; reaching the yield ends the step with StopIteration.
-    step = generator.asend(None)
-    try:
-        step.send(None)
-    except StopIteration:
-        return generator
-    raise AssertionError("the session guard stopped before its yield")  # pragma: no cover
-
-
-def _check_id(value: Any, name: str) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{name} must be a string, not {type(value).__name__}")
-    if not value:
-        raise ValueError(f"{name} must not be empty")
-    if len(value) > _MAX_ID_LENGTH:
-        raise ValueError(f"{name} is {len(value)} characters long; at most {_MAX_ID_LENGTH}")
-    if _BAD_ID_CHARS.search(value) or value.strip(".") == "":
-        # "." and ".." would be collapsed by URL normalisation into another endpoint's path.
-        raise ValueError(f"{name} {value!r} contains characters that cannot be in an ID")
-    return value
-
-
-# What quote(..., safe="") leaves as it is: an ID made of these alone needs no quoting.
-_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]+")
-
-
-def _segment(value: str) -> str:
-    return value if _UNRESERVED.fullmatch(value) else quote(value, safe="")
-
-
-def _usage_prefix(org_id: str) -> str:
-    return f"/v1/analytics/api-keys/usage/{_segment(org_id)}/"
+_DAILY = _Endpoint("daily", "/v1/analytics/api-keys/daily/{org}", Structurer(ApiKeyDailyUsage))
+_LIMITS = _Endpoint("limits", "/v1/analytics/usage/limits/{org}", Structurer(UsageLimits))
+_SUMMARY = _Endpoint("summary", "/v1/analytics/api-keys/summary/{org}", Structurer(DailyUsageSummary))
+_KEY_PAGE = _Endpoint("keys", "/v1/organizations/{org}/api-keys", structure_key_page)
 
 
 def _is_loopback(host: str) -> bool:
@@ -151,12 +114,42 @@ def _check_base_url(base_url: str, allow_insecure_http: bool) -> str:
     return str(url).rstrip("/")
 
 
+def _check_options(
+    timeout: Any, max_retries: Any, max_concurrency: Any, requests_per_minute: Any, retry_deadline: Any
+) -> None:
+    if not (isinstance(timeout, (int, float)) and timeout > 0):
+        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    if type(max_retries) is not int or max_retries < 0:
+        raise ValueError(f"max_retries must be an int >= 0, not {max_retries!r}")
+    if type(max_concurrency) is not int or max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be an int >= 1, not {max_concurrency!r}")
+    if requests_per_minute is not None and not (
+        isinstance(requests_per_minute, (int, float)) and requests_per_minute > 0
+    ):
+        raise ValueError(f"requests_per_minute must be > 0, not {requests_per_minute!r}")
+    if not (isinstance(retry_deadline, (int, float)) and retry_deadline > 0):
+        raise ValueError(f"retry_deadline must be > 0 seconds, not {retry_deadline!r}")
+
+
+def _api_key(api_key: str | None) -> str:
+    if api_key is None:
+        api_key = os.environ.get(API_KEY_ENV)
+    if not api_key:
+        raise FreddyError(f"no API key: pass api_key=... or set the {API_KEY_ENV} environment variable")
+    if not isinstance(api_key, str) or _CONTROL_CHARS.search(api_key):
+        # A newline in a header value would let the key smuggle in headers of its own.
+        raise ValueError("api_key must be a string without control characters")
+    return api_key
+
+
 class _Slots:
     """At most ``size`` holders at once, served first come, first served.
 
-    asyncio.Semaphore spends about a microsecond on every acquire, contended or not (its
-    ``locked()`` scans the waiters); here an uncontended acquire is an integer decrement, and
-    only a contended one awaits.
+    Kept instead of ``asyncio.Semaphore`` because a benchmark shows it matters: the semaphore's
+    acquire and release (two coroutines, ``locked()`` scanning the waiters, waking the next)
+    cost 10,000 of a request's 560,000 client instructions, 1.8 % (callgrind, see
+    benchmarks/RESULTS.md); here an uncontended acquire is an integer decrement, and only a
+    contended one awaits.
     """
 
     __slots__ = ("_free", "_waiters")
@@ -203,15 +196,15 @@ class _Call:
     """One call's state across its sends: 429s waited out and retries after failures alike."""
 
     pacer: OrgPacer
-    session: aiohttp.ClientSession
     url: URL
     path: str
-    into: type[Any] | None
+    endpoint: _Endpoint[Any]
     key_id: str | None
-    raw: bool = False  # return the body too, for the cache
-    started: float | None = None  # the first send; the call's deadline counts from here
+    started: float | None = None  # the first send ...
+    deadline: float | None = None  # ... and the deadline, which counts from it
     sends: int = 0
     throttled: RateLimitError | None = None  # the last 429 waited out
+    keep_body: bool = False  # give back the body with the model, for the cache
 
 
 @attrs.frozen
@@ -264,67 +257,37 @@ class FreddyClient:
         api_key: str | None = None,
         *,
         base_url: str | None = None,
-        timeout: float = 30.0,
-        max_retries: int = 3,
-        max_concurrency: int = 16,
+        timeout: float = _config.TIMEOUT,
+        max_retries: int = _config.MAX_RETRIES,
+        max_concurrency: int = _config.MAX_CONCURRENCY,
         requests_per_minute: float | None = None,
-        retry_deadline: float = 60.0,
-        session: aiohttp.ClientSession | None = None,
+        retry_deadline: float = _config.RETRY_DEADLINE,
+        session: Session | None = None,
         allow_insecure_http: bool = False,
         cache: UsageCache | None = None,
     ) -> None:
-        if api_key is None:
-            api_key = os.environ.get(API_KEY_ENV)
-        if not api_key:
-            raise FreddyError(
-                f"no API key: pass api_key=... or set the {API_KEY_ENV} environment variable"
-            )
-        if not isinstance(api_key, str) or _CONTROL_CHARS.search(api_key):
-            # A newline in a header value would let the key smuggle in headers of its own.
-            raise ValueError("api_key must be a string without control characters")
-        if not (isinstance(timeout, (int, float)) and timeout > 0):
-            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
-        if type(max_retries) is not int or max_retries < 0:
-            raise ValueError(f"max_retries must be an int >= 0, not {max_retries!r}")
-        if type(max_concurrency) is not int or max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be an int >= 1, not {max_concurrency!r}")
-        if requests_per_minute is not None and not (
-            isinstance(requests_per_minute, (int, float)) and requests_per_minute > 0
-        ):
-            raise ValueError(f"requests_per_minute must be > 0, not {requests_per_minute!r}")
-        if not (isinstance(retry_deadline, (int, float)) and retry_deadline > 0):
-            raise ValueError(f"retry_deadline must be > 0 seconds, not {retry_deadline!r}")
+        api_key = _api_key(api_key)
         if cache is not None and not isinstance(cache, UsageCache):
             raise ValueError(f"cache must be a UsageCache or None, not {type(cache).__name__}")
-
+        _check_options(timeout, max_retries, max_concurrency, requests_per_minute, retry_deadline)
         if base_url is None:
             base_url = os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
         self._base_url = _check_base_url(base_url, allow_insecure_http)
-        self._headers = {
-            "X-API-Key": api_key,
-            "User-Agent": USER_AGENT,
-            "Accept": "application/json",
-        }
+        headers = {"X-API-Key": api_key, "User-Agent": USER_AGENT, "Accept": "application/json"}
         self._redactor = Redactor(api_key)
-        self._cache: CacheScope | None = None if cache is None else cache._scope(self._base_url, api_key)
         self._timeout = float(timeout)
         self._policy = RetryPolicy(max_retries=max_retries, deadline=float(retry_deadline))
         self._first_timeout = first_timeout(self._policy, self._timeout)
-        # Shared by every first attempt (nearly all attempts), instead of one per request.
-        self._client_timeout = aiohttp.ClientTimeout(total=self._first_timeout)
+        self._transport = Transport(
+            headers, connections=max_concurrency, first_timeout=self._first_timeout, session=session
+        )
         self._max_concurrency = max_concurrency
         self._slots = _Slots(max_concurrency)
         self._pacers = Pacers(requests_per_minute)
-        self._session = session
-        self._owns_session = session is None
-        # A borrowed session gets the headers with each request; see _ensure_session.
-        self._request_headers: dict[str, str] | None = self._headers
-        self._closed = False
-        self._loop: asyncio.AbstractEventLoop | None = None  # the loop of the first use
-        self._guard: AsyncGenerator[None, None] | None = None  # closes our session with that loop
         self._sent = 0
         self._retries = 0
         self._throttled = 0
+        self._cache: CacheScope | None = None if cache is None else cache._scope(self._base_url, api_key)
 
     def __repr__(self) -> str:
         return (
@@ -357,7 +320,7 @@ class FreddyClient:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def __aenter__(self) -> FreddyClient:
-        self._ensure_session()
+        self._transport.open()
         return self
 
     async def __aexit__(
@@ -373,77 +336,68 @@ class FreddyClient:
 
         Requests still in flight, and any later call, fail with ``RuntimeError``.
         """
-        if self._closed:
-            return
-        self._closed = True
-        self._session = None
-        guard, self._guard = self._guard, None
-        if guard is not None:
-            await guard.aclose()  # closes the session we created
+        await self._transport.aclose()
 
-    def _ensure_session(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:
-            if self._loop is not None:
-                raise RuntimeError(_OTHER_LOOP)
-            self._loop = loop
-        session = self._session
-        if session is None:
-            if self._closed:
-                raise RuntimeError(_CLOSED)
-            # Made on first use, inside the running loop: no await between check and set,
-            # so concurrent first calls still share one session. Our own session carries the
-            # headers itself, sparing every request a merge of its headers into the defaults.
-            session = self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_concurrency),
-                headers=self._headers,
-            )
-            self._request_headers = None
-            self._guard = _closing_with_loop(session)
-        elif session.closed:
-            raise RuntimeError(_LENT_CLOSED if not self._owns_session else _CLOSED)
-        return session
+    # -- the request path: admit -> send -> read the answer -> retry or return --------------------
 
-    def _closed_error(self, session: aiohttp.ClientSession) -> RuntimeError | None:
-        """Why a request on ``session`` cannot be sent (now), if it cannot."""
-        if self._closed:
-            return RuntimeError(_CLOSED)
-        if session.closed:
-            return RuntimeError(_LENT_CLOSED if not self._owns_session else _CLOSED)
-        return None
+    async def _fetch_month(
+        self,
+        endpoint: _Endpoint[T],
+        org_id: str,
+        month: int | None,
+        year: int | None,
+        key_id: str | None = None,
+    ) -> T:
+        """GET one month's answer of ``endpoint``: the one place every month's answer is fetched.
 
-    # -- the request path ----------------------------------------------------------------------
+        A key's usage comes this way for :meth:`get_api_key_usage` and a batch's jobs alike, and
+        is checked to be about the key and month asked. With a cache, a closed month it holds is
+        served from it, and what is fetched (and checked) is stored.
+        """
+        path = endpoint.path.format(org=segment(org_id), key=segment(key_id) if key_id else "")
+        query = _month_query(month, year)
+        if self._cache is None:
+            fetched: T = await self._get(org_id, path, query, endpoint, key_id)
+            return _about(fetched, key_id, month, year)
+
+        async def fetch() -> tuple[T, bytes]:
+            answer, body = await self._get(org_id, path, query, endpoint, key_id, keep_body=True)
+            return _about(answer, key_id, month, year), body
+
+        answer = await self._cache.answer(fetch, org_id, endpoint.name, endpoint.read, key_id, month, year)
+        return _about(answer, key_id, month, year)
 
     async def _get(
         self,
         org_id: str,
         path: str,
-        query: str = "",
-        *,
-        into: type[Any] | None = None,
+        query: str,
+        endpoint: _Endpoint[T],
         key_id: str | None = None,
-        raw: bool = False,
+        *,
+        keep_body: bool = False,
     ) -> Any:
-        """GET ``path`` (already quoted) for ``org_id``: admitted, sent, read, retried.
+        """GET ``path`` (already quoted) for ``org_id``: the one request loop.
 
-        Returns the decoded JSON, structured into ``into`` when given; with ``raw``, a tuple of
-        that and the body it was read from. ``key_id`` names the key the request is about, so a
-        429 that names the key holds back that key only.
+        ``key_id`` names the key the request is about, so a 429 that names the key holds back
+        that key only. Gives the answer read by ``endpoint``; with ``keep_body``, a tuple of
+        that and the body it was read from.
         """
-        session = self._ensure_session()
+        self._transport.open()
         url = URL(f"{self._base_url}{path}{'?' + query if query else ''}", encoded=True)
-        call = _Call(self._pacers.get(org_id), session, url, path, into, key_id, raw)
+        call = _Call(self._pacers.get(org_id), url, path, endpoint, key_id, keep_body=keep_body)
         try:
             try:
-                return await self._attempt(call, self._first_timeout)
+                answer: T = await self._attempt(call, self._first_timeout)
+                return answer
             except FreddyError as exc:
-                failed = exc
-            # Only after a failed first attempt: the retry loop decides what comes next.
+                failure = exc
+            # Only after a failed first attempt: the common call never builds tenacity's loop.
             assert call.started is not None
-            return await call_with_retries(
+            return await _retry.retry(
+                failure,
                 functools.partial(self._attempt, call),
                 self._policy,
-                failed=failed,
                 started=call.started,
                 timeout=self._timeout,
                 what=f"GET {path}",
@@ -458,21 +412,38 @@ class FreddyClient:
             raise
 
     async def _attempt(self, call: _Call, timeout: float) -> Any:
-        """One attempt: admitted, sent and read; a 429 that fits the deadline is waited out."""
+        """One attempt: admitted, sent, its answer read; a 429 that is flow control is waited out."""
         while True:
-            deadline = None if call.started is None else call.started + self._policy.deadline
-            try:
-                if not call.pacer.try_admit():
-                    await call.pacer.admit(call.key_id, deadline)
-            except WaitTooLong as exc:
-                raise self._too_long(call, exc.wait) from None
+            if not call.pacer.try_admit():  # nearly always admitted at once, without an await
+                await self._admit(call)
             if call.started is None:
                 call.started = _clock.now()
+                call.deadline = call.started + self._policy.deadline
             answer = await self._send(call, timeout)
             info = call.pacer.answered(answer.status, answer.headers)
-            if answer.status != 429:
-                return self._read(call, answer, info)
-            self._throttle(call, self._error(answer, info), info)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("GET %s -> %d (%d bytes)", call.path, answer.status, len(answer.body))
+            outcome = read_answer(
+                answer.status,
+                answer.headers,
+                answer.body,
+                read=call.endpoint.read,
+                redact=self._redactor,
+                reason=answer.reason,
+                retry_after=info.retry_after,
+            )
+            if not isinstance(outcome, FreddyError):
+                return (outcome, answer.body) if call.keep_body else outcome
+            if not isinstance(outcome, RateLimitError) or answer.status != 429:
+                raise outcome
+            self._hold(call, outcome, info)
+
+    async def _admit(self, call: _Call) -> None:
+        """Wait for the organization (and key) to admit the call, within the call's deadline."""
+        try:
+            await call.pacer.admit(call.key_id, call.deadline)
+        except WaitTooLong as exc:
+            raise self._too_long(call, exc.wait) from None
 
     @staticmethod
     def _too_long(call: _Call, wait: float) -> RateLimitError:
@@ -487,111 +458,46 @@ class FreddyClient:
             retry_after=wait,
         )
 
-    async def _send(self, call: _Call, timeout: float) -> _transport.Answer:
-        slots = self._slots
-        if not slots.try_acquire():
-            try:
-                await slots.acquire()
-            except BaseException:
-                call.pacer.unanswered()
-                raise
+    async def _send(self, call: _Call, timeout: float) -> Answer:
+        """Put the admitted request on the wire, holding one of the client's slots meanwhile."""
         try:
-            closed = self._closed_error(call.session)
-            if closed is not None:
-                raise closed
-            self._sent += 1
-            if call.sends:
-                self._retries += 1
-            call.sends += 1
-            return await _transport.get(
-                call.session,
-                call.url,
-                headers=self._request_headers,
-                timeout=(
-                    self._client_timeout
-                    if timeout == self._first_timeout
-                    else aiohttp.ClientTimeout(total=timeout)
-                ),
-                path=call.path,
-                redact=self._redactor,
-                # A usage answer is under 2 KB; the daily and listing pages may be far larger.
-                max_body=(
-                    _transport.MAX_USAGE_BYTES if call.into is ApiKeyUsage else _transport.MAX_PAGE_BYTES
-                ),
-            )
-        except FreddyError:
+            if not self._slots.try_acquire():
+                await self._slots.acquire()
+            try:
+                closed = self._transport.closed_error()
+                if closed is not None:
+                    raise closed
+                self._sent += 1
+                if call.sends:
+                    self._retries += 1
+                call.sends += 1
+                return await self._transport.get(
+                    call.url,
+                    timeout=timeout,
+                    path=call.path,
+                    redact=self._redactor,
+                    max_body=call.endpoint.max_body,
+                )
+            finally:
+                self._slots.release()
+        except BaseException as exc:
             call.pacer.unanswered()
             # A request cut off by aclose() (or by closing the lent session) fails as that, at once.
-            closed = self._closed_error(call.session)
+            closed = self._transport.closed_error() if isinstance(exc, FreddyError) else None
             if closed is not None:
                 raise closed from None
             raise
-        except BaseException:
-            call.pacer.unanswered()
-            raise
-        finally:
-            slots.release()
 
-    def _throttle(self, call: _Call, error: APIStatusError, info: RateLimitInfo) -> None:
-        """Hold the organization (or key) after a 429, or raise it when it is no throttling."""
-        assert isinstance(error, RateLimitError)
-        assert call.started is not None
-        wait = error.retry_after
-        if wait is not None and wait > MAX_WAIT:
-            raise error  # a spending limit used up: hours or days, not flow control
-        if wait is not None and _clock.now() + wait > call.started + self._policy.deadline:
+    def _hold(self, call: _Call, error: RateLimitError, info: RateLimitInfo) -> None:
+        """Hold the organization (or the key the 429 names) for its wait; raise it if no throttling."""
+        assert call.deadline is not None
+        if not _retry.waits_out(error.retry_after, _clock.now(), call.deadline):
             raise error
         self._throttled += 1
         call.throttled = error
         named = error.details.get("api_key_id") if isinstance(error.details, dict) else None
         key = call.key_id if named is not None and named == call.key_id else None
         call.pacer.throttled(info, key)
-
-    def _read(self, call: _Call, answer: _transport.Answer, info: RateLimitInfo) -> Any:
-        status, body = answer.status, answer.body
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("GET %s -> %d (%d bytes)", call.path, status, len(body))
-        if status >= 300:
-            raise self._error(answer, info)
-        data = parse_json(body)
-        if isinstance(data, dict) and data.get("success") is False and "error" in data:
-            # An error envelope with a 2xx status: still an error, typed by what it says.
-            env_status = data["error"].get("status") if isinstance(data["error"], dict) else None
-            error_status = env_status if type(env_status) is int and env_status >= 400 else 500
-            raise error_from_response(error_status, self._redact(body.decode("utf-8", "replace")))
-        model = data if call.into is None else structure(data, call.into)
-        return (model, body) if call.raw else model
-
-    def _error(self, answer: _transport.Answer, info: RateLimitInfo) -> APIStatusError:
-        text = self._redact(answer.body.decode("utf-8", "replace"))
-        if answer.status < 400:
-            location = self._redact(answer.headers.get("Location", ""))
-            return APIStatusError(
-                f"unexpected redirect to {location!r}; not followed", status=answer.status,
-                body=text[:4096],
-            )
-        return error_from_response(answer.status, text, reason=answer.reason, retry_after=info.retry_after)
-
-    def _redact(self, text: str) -> str:
-        # A server may repeat the key in an error answer, and exceptions end up in logs.
-        return self._redactor.text(text)
-
-    async def _get_month(
-        self,
-        org_id: str,
-        path: str,
-        query: str,
-        into: type[T],
-        month: int | None,
-        year: int | None,
-        key_id: str | None = None,
-    ) -> T:
-        """``_get`` of one month's answer, through the cache when the client has one."""
-        if self._cache is None:
-            answer: T = await self._get(org_id, path, query, into=into, key_id=key_id)
-            return answer
-        fetch = functools.partial(self._get, org_id, path, query, into=into, key_id=key_id, raw=True)
-        return await self._cache.answer(fetch, org_id, into, key_id, month, year)
 
     # -- endpoints -----------------------------------------------------------------------------
 
@@ -612,22 +518,9 @@ class FreddyClient:
             APIConnectionError: no answer after the retries.
             ResponseValidationError: the answer does not fit :class:`ApiKeyUsage`.
         """
-        _check_id(org_id, "org_id")
-        _check_id(api_key_id, "api_key_id")
-        return await self._fetch_usage(org_id, api_key_id, month, year)
-
-    async def _fetch_usage(
-        self, org_id: str, key_id: str, month: int | None, year: int | None
-    ) -> ApiKeyUsage:
-        """GET one key's usage, and make sure the answer is about the key and month asked.
-
-        The one path of :meth:`get_api_key_usage` and of every job of a batch alike.
-        """
-        query = _month_query(month, year)
-        path = _usage_prefix(org_id) + _segment(key_id)
-        usage = await self._get_month(org_id, path, query, ApiKeyUsage, month, year, key_id)
-        _check_usage_answers(usage, key_id, month, year)
-        return usage
+        check_id(org_id, "org_id")
+        check_id(api_key_id, "api_key_id")
+        return await self._fetch_month(_USAGE, org_id, month, year, api_key_id)
 
     async def get_api_key_daily_usage(
         self, org_id: str, *, year: int | None = None, month: int | None = None
@@ -644,10 +537,8 @@ class FreddyClient:
             APIStatusError, APIConnectionError, ResponseValidationError: as for
                 :meth:`get_api_key_usage`.
         """
-        _check_id(org_id, "org_id")
-        query = _month_query(month, year)
-        path = f"/v1/analytics/api-keys/daily/{_segment(org_id)}"
-        return await self._get_month(org_id, path, query, ApiKeyDailyUsage, month, year)
+        check_id(org_id, "org_id")
+        return await self._fetch_month(_DAILY, org_id, month, year)
 
     def list_api_keys(self, org_id: str, *, page_size: int = 100) -> AsyncIterator[ApiKey]:
         """Yield every API key of an organization, walking the pages as they are needed.
@@ -657,18 +548,17 @@ class FreddyClient:
             APIStatusError, APIConnectionError, ResponseValidationError: as for
                 :meth:`get_api_key_usage`.
         """
-        _check_id(org_id, "org_id")
+        check_id(org_id, "org_id")
         if type(page_size) is not int or not 1 <= page_size <= 100:
             raise ValueError(f"page_size must be an int from 1 to 100, not {page_size!r}")
         return self._walk_keys(org_id, page_size)
 
     async def _walk_keys(self, org_id: str, page_size: int) -> AsyncIterator[ApiKey]:
-        path = f"/v1/organizations/{_segment(org_id)}/api-keys"
+        path = _KEY_PAGE.path.format(org=segment(org_id))
         page = 1
         seen: set[str] = set()
         while True:
-            data = await self._get(org_id, path, f"page={page}&page_size={page_size}")
-            result = structure_key_page(data)
+            result: KeyPage = await self._get(org_id, path, f"page={page}&page_size={page_size}", _KEY_PAGE)
             new = [key for key in result.keys if key.id not in seen]
             for key in new:
                 seen.add(key.id)
@@ -723,37 +613,30 @@ class FreddyClient:
             AuthenticationError, PermissionDeniedError: the API key may not read the
                 organization: the batch cannot go on.
         """
-        _check_id(org_id, "org_id")
+        check_id(org_id, "org_id")
         month_list = unique_months(months)
-        keys: Iterable[str] | AsyncIterator[str]
-        if api_key_ids is None:
-            keys = self._all_key_ids(org_id)
-        else:
-            if isinstance(api_key_ids, str):
-                raise ValueError("api_key_ids must be a list of IDs, not a single string")
-            if not isinstance(api_key_ids, Iterable):
-                raise ValueError(f"api_key_ids must be a list of IDs, not {type(api_key_ids).__name__}")
-            keys = [_check_id(key, "api_key_id") for key in api_key_ids]
-
-        # A plain function returning the request's coroutine: no frame of its own to resume.
-        def fetch(key_id: str, month: YearMonth) -> Awaitable[ApiKeyUsage]:
-            if api_key_ids is None:
-                try:
-                    _check_id(key_id, "api_key_id")
-                except ValueError as exc:
-                    # Given IDs were checked up front; this one came from the key listing.
-                    raise ResponseValidationError(
-                        f"the key listing holds an unusable ID: {exc}", path="keys[].id"
-                    ) from None
-            return self._fetch_usage(org_id, key_id, month.month, month.year)
-
+        listed = api_key_ids is None
+        keys = self._all_key_ids(org_id) if api_key_ids is None else _given_key_ids(api_key_ids)
         return _batch.iter_usage(
-            fetch, keys, month_list, concurrency=self._max_concurrency, ends_batch=_ends_batch
+            functools.partial(self._usage_job, org_id, listed),
+            keys,
+            month_list,
+            concurrency=self._max_concurrency,
+            ends_batch=_ends_batch,
         )
 
     async def _all_key_ids(self, org_id: str) -> AsyncIterator[str]:
         async for key in self.list_api_keys(org_id):
             yield key.id
+
+    def _usage_job(self, org_id: str, listed: bool, key_id: str, month: YearMonth) -> Awaitable[ApiKeyUsage]:
+        """One (key, month) of a batch: fetched as :meth:`get_api_key_usage` fetches it.
+
+        Hands back the fetch itself to await, which saves every request of a batch a frame.
+        """
+        if listed:  # given IDs were checked up front; this one came from the key listing
+            _check_listed_id(key_id)
+        return self._fetch_month(_USAGE, org_id, month.month, month.year, key_id)
 
     def iter_daily_usage(
         self, org_id: str, *, months: Iterable[MonthLike]
@@ -764,7 +647,7 @@ class FreddyClient:
             ValueError: a bad argument, before any request.
             FreddyError: the first month that failed after its retries.
         """
-        _check_id(org_id, "org_id")
+        check_id(org_id, "org_id")
         month_list = unique_months(months)
 
         async def fetch(month: YearMonth) -> ApiKeyDailyUsage:
@@ -790,10 +673,8 @@ class FreddyClient:
             APIStatusError, APIConnectionError, ResponseValidationError: as for
                 :meth:`get_api_key_usage`.
         """
-        _check_id(org_id, "org_id")
-        query = _month_query(month, year)
-        path = f"/v1/analytics/usage/limits/{_segment(org_id)}"
-        return await self._get_month(org_id, path, query, UsageLimits, month, year)
+        check_id(org_id, "org_id")
+        return await self._fetch_month(_LIMITS, org_id, month, year)
 
     async def get_api_key_usage_summary(
         self, org_id: str, *, year: int | None = None, month: int | None = None
@@ -812,10 +693,8 @@ class FreddyClient:
             APIStatusError, APIConnectionError, ResponseValidationError: as for
                 :meth:`get_api_key_usage`.
         """
-        _check_id(org_id, "org_id")
-        query = _month_query(month, year)
-        path = f"/v1/analytics/api-keys/summary/{_segment(org_id)}"
-        return await self._get_month(org_id, path, query, DailyUsageSummary, month, year)
+        check_id(org_id, "org_id")
+        return await self._fetch_month(_SUMMARY, org_id, month, year)
 
     def iter_usage_limits(
         self, org_id: str, *, months: Iterable[MonthLike]
@@ -831,13 +710,21 @@ class FreddyClient:
             ValueError: a bad argument, before any request.
             FreddyError: the first month that failed after its retries.
         """
-        _check_id(org_id, "org_id")
+        check_id(org_id, "org_id")
         month_list = unique_months(months)
 
         async def fetch(month: YearMonth) -> UsageLimits:
             return await self.get_usage_limits(org_id, month=month.month, year=month.year)
 
         return _batch.iter_in_order(fetch, month_list, concurrency=self._max_concurrency)
+
+
+def _about(answer: T, key_id: str | None, month: int | None, year: int | None) -> T:
+    """``answer``, checked to be about the key and month asked when it is a key's usage."""
+    if isinstance(answer, ApiKeyUsage):
+        assert key_id is not None
+        _check_usage_answers(answer, key_id, month, year)
+    return answer
 
 
 def _check_usage_answers(usage: ApiKeyUsage, key_id: str, month: int | None, year: int | None) -> None:
@@ -856,6 +743,25 @@ def _check_usage_answers(usage: ApiKeyUsage, key_id: str, month: int | None, yea
         )
 
 
+def _given_key_ids(api_key_ids: Iterable[str]) -> list[str]:
+    """The IDs a caller gave, each checked; raise ``ValueError`` on a bad one."""
+    if isinstance(api_key_ids, str):
+        raise ValueError("api_key_ids must be a list of IDs, not a single string")
+    if not isinstance(api_key_ids, Iterable):
+        raise ValueError(f"api_key_ids must be a list of IDs, not {type(api_key_ids).__name__}")
+    return [check_id(key, "api_key_id") for key in api_key_ids]
+
+
+def _check_listed_id(key_id: str) -> None:
+    """Raise ``ResponseValidationError`` if the key listing gave an ID no request can carry."""
+    try:
+        check_id(key_id, "api_key_id")
+    except ValueError as exc:
+        raise ResponseValidationError(
+            f"the key listing holds an unusable ID: {exc}", path="keys[].id"
+        ) from None
+
+
 def _ends_batch(error: FreddyError, key_id: str) -> bool:
     """Whether ``error``, met fetching ``key_id``, would fail every other request of a batch too."""
     if isinstance(error, AuthenticationError):
@@ -870,9 +776,9 @@ def _ends_batch(error: FreddyError, key_id: str) -> bool:
 
 
 def _month_query(month: int | None, year: int | None) -> str:
-    parts = []
+    """The query of a month's GET, each part checked (``ValueError`` before any request)."""
+    if month is not None and year is not None:
+        return f"month={check_month(month)}&year={check_year(year)}"
     if month is not None:
-        parts.append(f"month={check_month(month)}")
-    if year is not None:
-        parts.append(f"year={check_year(year)}")
-    return "&".join(parts)
+        return f"month={check_month(month)}"
+    return "" if year is None else f"year={check_year(year)}"

@@ -136,17 +136,23 @@ async def sleep(seconds: float, kind: str, org_id: str | None = None) -> None:
         future.cancel()  # a cancelled sleeper leaves the heap at the next tick
 
 
-@contextlib.contextmanager
-def io() -> Iterator[None]:
+def io() -> contextlib.AbstractContextManager[None]:
     """Mark an HTTP exchange: virtual time does not move on while one is under way.
 
     Real I/O takes real time that the virtual clock cannot see; without this mark, time would
     jump ahead of a request whose answer is simply still on its way over loopback.
     """
     clock = _virtual()
-    if clock is None:
-        yield
-        return
+    # Outside tests, one shared do-nothing context: a generator-based one per request cost 1.5 %
+    # of the client's CPU (about 9,000 of 570,000 instructions a request, benchmarks/RESULTS.md).
+    return _NO_CLOCK if clock is None else _exchange(clock)
+
+
+_NO_CLOCK = contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _exchange(clock: _VirtualClock) -> Iterator[None]:
     clock.exchanges += 1
     try:
         yield

@@ -19,7 +19,7 @@ import typing
 from collections.abc import Callable
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import attrs
 import cattrs
@@ -249,48 +249,54 @@ def _make_attrs_hook(cls: type[Any]) -> Callable[[Any, Any], Any]:
     positional = all(f.init and not f.kw_only and f.alias == f.name for f in fields)
     args = []
     for i, field in enumerate(fields):
-        snake, camel = field.name, _camel(field.name)
-        tp: Any = field.type
-        optional = _admits_none(tp)
-        rest = [arg for arg in typing.get_args(tp) if arg is not type(None)] if optional else []
-        # "X | None": None is answered here and X's own hook is called directly, rather than
-        # going through cattrs' generic Optional hook and its dispatch on every value.
-        inner = rest[0] if len(rest) == 1 else tp
-        names[f"_h{i}"] = _converter.get_structure_hook(inner)
-        names[f"_t{i}"] = inner
-        lines.append(f"    v = get({camel!r}, _MISSING)")
-        if snake != camel:
-            lines += ["    if v is _MISSING:", f"        v = get({snake!r}, _MISSING)"]
-            # The key the value came from, needed by the error path only.
-            where = f"{camel!r} if {camel!r} in data else {snake!r}"
-        else:
-            where = repr(camel)
-        lines.append("    if v is _MISSING:")
-        if optional:
-            lines.append(f"        a{i} = None")
-        else:
-            also = f" (nor '{snake}')" if snake != camel else ""
-            lines.append(f"        raise _Invalid({'required field is missing' + also!r}, {camel!r})")
-        if optional and inner is not tp:
-            lines += ["    elif v is None:", f"        a{i} = None"]
-        fast = _FAST_PATHS.get(inner)
-        if fast is not None:
-            # The common, valid value is taken inline; anything else goes to the hook, which
-            # converts it or says what is wrong with it.
-            lines += [f"    elif {fast}:", f"        a{i} = v"]
-        lines += [
-            "    else:",
-            "        try:",
-            f"            a{i} = _h{i}(v, _t{i})",
-            "        except _Invalid as exc:",
-            f"            raise exc.under({where}) from None",
-        ]
+        lines += _field_lines(i, field, names)
         args.append(f"a{i}" if positional else f"{field.alias}=a{i}")
     lines.append(f"    return _cls({', '.join(args)})")
     code = compile("\n".join(lines), f"<freddy_async structure {cls.__qualname__}>", "exec")
     exec(code, names)
     hook: Callable[[Any, Any], Any] = names["structure_attrs"]
     return hook
+
+
+def _field_lines(i: int, field: attrs.Attribute[Any], names: dict[str, Any]) -> list[str]:
+    """The block that reads field number ``i`` into ``a{i}``; binds what it calls in ``names``."""
+    snake, camel = field.name, _camel(field.name)
+    tp: Any = field.type
+    optional = _admits_none(tp)
+    rest = [arg for arg in typing.get_args(tp) if arg is not type(None)] if optional else []
+    # "X | None": None is answered here and X's own hook is called directly, rather than
+    # going through cattrs' generic Optional hook and its dispatch on every value.
+    inner = rest[0] if len(rest) == 1 else tp
+    names[f"_h{i}"] = _converter.get_structure_hook(inner)
+    names[f"_t{i}"] = inner
+    lines = [f"    v = get({camel!r}, _MISSING)"]
+    if snake != camel:
+        lines += ["    if v is _MISSING:", f"        v = get({snake!r}, _MISSING)"]
+        # The key the value came from, needed by the error path only.
+        where = f"{camel!r} if {camel!r} in data else {snake!r}"
+    else:
+        where = repr(camel)
+    lines.append("    if v is _MISSING:")
+    if optional:
+        lines.append(f"        a{i} = None")
+    else:
+        also = f" (nor '{snake}')" if snake != camel else ""
+        lines.append(f"        raise _Invalid({'required field is missing' + also!r}, {camel!r})")
+    if optional and inner is not tp:
+        lines += ["    elif v is None:", f"        a{i} = None"]
+    fast = _FAST_PATHS.get(inner)
+    if fast is not None:
+        # The common, valid value is taken inline; anything else goes to the hook, which
+        # converts it or says what is wrong with it.
+        lines += [f"    elif {fast}:", f"        a{i} = v"]
+    return [
+        *lines,
+        "    else:",
+        "        try:",
+        f"            a{i} = _h{i}(v, _t{i})",
+        "        except _Invalid as exc:",
+        f"            raise exc.under({where}) from None",
+    ]
 
 
 _converter = cattrs.Converter()
@@ -320,12 +326,32 @@ _converter.register_unstructure_hook(datetime, lambda value: value.isoformat())
 
 def structure(data: Any, cls: type[T]) -> T:
     """Build ``cls`` from decoded JSON, or raise ``ResponseValidationError`` naming the field."""
-    try:
-        return _converter.structure(data, cls)
-    except _Invalid as exc:
-        raise ResponseValidationError(
-            f"{exc.message} (for {cls.__name__})", path=exc.path, body=clip(repr(data), 4096)
-        ) from None
+    return Structurer(cls)(data)
+
+
+class Structurer(Generic[T]):
+    """:func:`structure` for one class, its hook looked up once: how an endpoint reads its answers.
+
+    Calling the hook directly spares every answer three calls (``Converter.structure``, its
+    dispatch, and a ``functools.partial``).
+    """
+
+    __slots__ = ("_cls", "_hook")
+
+    def __init__(self, cls: type[T]) -> None:
+        self._cls = cls
+        self._hook: Callable[[Any, Any], T] | None = None  # built on first use, as cattrs would
+
+    def __call__(self, data: Any) -> T:
+        hook = self._hook
+        if hook is None:
+            hook = self._hook = _converter.get_structure_hook(self._cls)
+        try:
+            return hook(data, self._cls)
+        except _Invalid as exc:
+            raise ResponseValidationError(
+                f"{exc.message} (for {self._cls.__name__})", path=exc.path, body=clip(repr(data), 4096)
+            ) from None
 
 
 def unstructure(model: Any) -> Any:

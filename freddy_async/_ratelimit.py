@@ -32,12 +32,10 @@ from collections.abc import Mapping
 
 from . import _clock
 from ._answers import RateLimitInfo, read_rate_limit, server_time
+from ._config import MAX_WAIT
 
 __all__ = ["MAX_WAIT", "OrgPacer", "Pacers", "WaitTooLong"]
 
-# The longest single wait taken on a server's word: a Retry-After or a Reset of hours (a spent
-# budget) must not park every later call for hours. A 429 asking for longer is not throttling.
-MAX_WAIT = 60.0
 # A 429 that says nothing of when to come back: the first pause, doubled while 429s go on.
 _FIRST_PAUSE = 0.5
 # Without budget headers (see _FoundRate): the pace doubles every quarter second of successes

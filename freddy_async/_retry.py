@@ -1,11 +1,16 @@
 """Which failed requests are tried again, and how long to wait first. The only tenacity import.
 
+The decisions are pure functions of the policy, the attempt and the failure (:func:`is_retryable`,
+:func:`backoff`, :func:`gives_up`, and :func:`waits_out` for a 429); :func:`retry` hands them to
+tenacity, which runs the loop, and is entered only after a call's first attempt failed.
+
 Retried: no answer (connection errors, timeouts, cut-off bodies), 408 and every 5xx; all the
 API's calls are GETs, so a repeat is always safe. Never retried here: other 4xx, a body that does
 not fit the model, a TLS certificate that does not verify, a cancelled task. A 429 is not a
 failure at all: the client waits it out as flow control before a call ever gets here (see
-``_ratelimit``). A call stops after ``max_retries`` retries or when the next wait would pass its
-deadline, whichever comes first, and raises the last error.
+``_ratelimit``), unless :func:`waits_out` says it is none (then it is raised at once). A call
+stops after ``max_retries`` retries or when the next wait would pass its deadline, whichever
+comes first, and raises the last error.
 
 How long a retry waits (a ``Retry-After`` aside, which is honoured up to ``max_retry_after``):
 
@@ -21,6 +26,7 @@ How long a retry waits (a ``Retry-After`` aside, which is honoured up to ``max_r
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -29,10 +35,18 @@ from typing import TypeVar
 import attrs
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
-from . import _clock
+from . import _clock, _config
 from ._errors import APIConnectionError, APIStatusError, FreddyError
 
-__all__ = ["RetryPolicy", "call_with_retries", "first_timeout", "is_retryable"]
+__all__ = [
+    "RetryPolicy",
+    "backoff",
+    "first_timeout",
+    "gives_up",
+    "is_retryable",
+    "retry",
+    "waits_out",
+]
 
 T = TypeVar("T")
 
@@ -41,13 +55,16 @@ logger = logging.getLogger("freddy_async")
 
 @attrs.frozen
 class RetryPolicy:
-    """How hard one call tries. Defaults are the documented ones."""
+    """How hard one call tries. Defaults are the documented ones (see ``_config``)."""
 
-    max_retries: int = 3
-    deadline: float = 60.0
-    initial_backoff: float = 0.5
-    max_backoff: float = 8.0
-    max_retry_after: float = 60.0
+    max_retries: int = _config.MAX_RETRIES
+    deadline: float = _config.RETRY_DEADLINE
+    initial_backoff: float = _config.INITIAL_BACKOFF
+    max_backoff: float = _config.MAX_BACKOFF
+    max_retry_after: float = _config.MAX_WAIT
+
+
+# -- the decisions: pure functions of the policy, the attempt and the failure --------------------
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -59,11 +76,38 @@ def is_retryable(exc: BaseException) -> bool:
     return False
 
 
-def _describe(exc: BaseException | None) -> str:
-    if isinstance(exc, APIStatusError):
-        text = f"{exc.status} {exc.code or ''}".strip()
-        return f"{text} trace_id={exc.trace_id}" if exc.trace_id else text
-    return type(exc).__name__ if exc is not None else "?"
+def backoff(policy: RetryPolicy, attempts: int, failure: BaseException | None) -> float:
+    """Seconds to wait after ``attempts`` attempts, the last of which failed with ``failure``."""
+    retry_after = getattr(failure, "retry_after", None)
+    if retry_after is not None:
+        return float(min(retry_after, policy.max_retry_after))
+    base = policy.initial_backoff * 2 ** (attempts - 1)
+    if isinstance(failure, APIConnectionError):
+        ceiling = min(policy.max_backoff, 2 * base)
+        return random.uniform(ceiling / 2, ceiling)  # equal jitter: see the module docstring
+    return random.uniform(0, min(policy.max_backoff, base))  # full jitter
+
+
+def gives_up(
+    policy: RetryPolicy, attempts: int, failure: BaseException | None, wait: float, remaining: float
+) -> bool:
+    """True when a call that made ``attempts`` attempts stops: no retry left, or no time for the wait."""
+    if attempts > policy.max_retries:
+        return True
+    # A server that asks for more time than is left gets its answer now, not after a wait.
+    needed = max(wait, getattr(failure, "retry_after", None) or 0.0)
+    return needed >= remaining
+
+
+def waits_out(retry_after: float | None, now: float, deadline: float) -> bool:
+    """True when a 429 asking for ``retry_after`` seconds is flow control to wait out.
+
+    A wait past the call's deadline would only end in failure; a wait past ``MAX_WAIT`` is a
+    spending limit used up (hours or days), not throttling: both are raised at once.
+    """
+    if retry_after is None:
+        return True
+    return retry_after <= _config.MAX_WAIT and now + retry_after <= deadline
 
 
 def first_timeout(policy: RetryPolicy, timeout: float) -> float:
@@ -71,11 +115,14 @@ def first_timeout(policy: RetryPolicy, timeout: float) -> float:
     return min(timeout, max(policy.deadline, 0.001))
 
 
-async def call_with_retries(
+# -- tenacity, handed those decisions ------------------------------------------------------------
+
+
+async def retry(
+    failed: FreddyError,
     attempt: Callable[[float], Awaitable[T]],
     policy: RetryPolicy,
     *,
-    failed: FreddyError,
     started: float,
     timeout: float,
     what: str,
@@ -84,77 +131,61 @@ async def call_with_retries(
     ``attempt(timeout_for_this_attempt)`` until it succeeds or the policy gives up.
 
     The caller makes the first attempt itself, so the common, successful call never builds a
-    tenacity loop (that would cost more CPU than the request). ``started`` is the call's start,
-    read from ``_clock.now()``: the deadline counts from there.
+    tenacity loop (that would cost more CPU than the request). ``started`` is the call's first
+    send, read from ``_clock.now()``: the deadline counts from there.
 
     Raises:
-        FreddyError: the last failure, its ``attempts`` set to how many were made.
+        FreddyError: the last failure.
     """
-    count = failed.attempts = 1
+    if policy.max_retries == 0 or not is_retryable(failed):
+        raise failed
 
     def remaining() -> float:
         return policy.deadline - (_clock.now() - started)
 
-    async def one_attempt() -> T:
-        nonlocal count
-        count += 1
-        try:
+    async for tenacity_attempt in _retrying(policy, remaining, what):
+        with tenacity_attempt:
+            if tenacity_attempt.retry_state.attempt_number == 1:
+                raise failed  # made before tenacity was entered: its outcome is tenacity's first
             # No attempt may outlive the call's deadline, but each gets at least a moment.
             return await attempt(min(timeout, max(remaining(), 0.001)))
-        except FreddyError as exc:
-            exc.attempts = count
-            raise
+    raise AssertionError("tenacity ends its loop by returning or raising")  # pragma: no cover
 
-    def wait(state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            return float(min(retry_after, policy.max_retry_after))
-        base = policy.initial_backoff * 2 ** (state.attempt_number - 1)
-        if isinstance(exc, APIConnectionError):
-            ceiling = min(policy.max_backoff, 2 * base)
-            return random.uniform(ceiling / 2, ceiling)  # equal jitter: see the module docstring
-        return random.uniform(0, min(policy.max_backoff, base))  # full jitter
 
-    def stop(state: RetryCallState) -> bool:
-        if state.attempt_number > policy.max_retries:
-            return True
-        exc = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        # A server that asks for more time than is left gets its answer now, not after a wait.
-        needed = max(state.upcoming_sleep, retry_after or 0.0)
-        return needed >= remaining()
-
-    def log_retry(state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        logger.info(
-            "retrying %s in %.3f s: attempt %d of %d failed with %s",
-            what,
-            state.upcoming_sleep,
-            state.attempt_number,
-            policy.max_retries + 1,
-            _describe(exc),
-        )
-
-    async def sleep(seconds: float) -> None:
-        await _clock.sleep(seconds, "retry")
-
-    if policy.max_retries == 0 or not is_retryable(failed):
-        raise failed
-    # The loop replays the first failure as its attempt 1, so tenacity decides everything after.
-    first_failure: list[FreddyError] = [failed]
-
-    async def replay_then_attempt() -> T:
-        if first_failure:
-            raise first_failure.pop()
-        return await one_attempt()
-
-    retrying = AsyncRetrying(
+def _retrying(policy: RetryPolicy, remaining: Callable[[], float], what: str) -> AsyncRetrying:
+    return AsyncRetrying(
         retry=retry_if_exception(is_retryable),
-        wait=wait,
-        stop=stop,
-        sleep=sleep,
-        before_sleep=log_retry,
+        wait=lambda state: backoff(policy, state.attempt_number, _failure(state)),
+        stop=lambda state: gives_up(
+            policy, state.attempt_number, _failure(state), state.upcoming_sleep, remaining()
+        ),
+        sleep=_sleep,
+        before_sleep=functools.partial(_log_retry, policy, what),
         reraise=True,
     )
-    return await retrying(replay_then_attempt)
+
+
+def _failure(state: RetryCallState) -> BaseException | None:
+    return state.outcome.exception() if state.outcome else None
+
+
+async def _sleep(seconds: float) -> None:
+    await _clock.sleep(seconds, "retry")
+
+
+def _log_retry(policy: RetryPolicy, what: str, state: RetryCallState) -> None:
+    logger.info(
+        "retrying %s in %.3f s: attempt %d of %d failed with %s",
+        what,
+        state.upcoming_sleep,
+        state.attempt_number,
+        policy.max_retries + 1,
+        _describe(_failure(state)),
+    )
+
+
+def _describe(exc: BaseException | None) -> str:
+    if isinstance(exc, APIStatusError):
+        text = f"{exc.status} {exc.code or ''}".strip()
+        return f"{text} trace_id={exc.trace_id}" if exc.trace_id else text
+    return type(exc).__name__ if exc is not None else "?"

@@ -1,14 +1,29 @@
-"""Every rate-limit header dialect, read from literal headers: well-formed, malformed, hostile."""
+"""What an answer means (read_answer), and every rate-limit header dialect, read from literal
+headers: well-formed, malformed, hostile."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
+from decimal import Decimal
 from email.utils import format_datetime
+from functools import partial
 
 import pytest
 from multidict import CIMultiDict
 
-from freddy_async._answers import RateLimitInfo, read_rate_limit, retry_after, server_time
+from freddy_async import (
+    ApiKeyUsage,
+    APIStatusError,
+    FreddyError,
+    InternalServerError,
+    NotFoundError,
+    RateLimitError,
+    ResponseValidationError,
+)
+from freddy_async._answers import RateLimitInfo, read_answer, read_rate_limit, retry_after, server_time
+from freddy_async._convert import structure
+from freddy_async._errors import Redactor
 
 NOW = 1_764_412_800.0  # 2025-11-29 10:40:00 UTC, the server's clock
 
@@ -114,3 +129,90 @@ def test_an_http_date_counts_from_the_servers_clock() -> None:
 def test_a_bad_date_header_is_ignored() -> None:
     assert server_time(CIMultiDict({"Date": "yesterday-ish"})) is None
     assert server_time(CIMultiDict()) is None
+
+
+# -- read_answer: what a whole answer means, without any I/O --------------------------------------
+
+
+SECRET = "sk-test-0123456789abcdef"
+USAGE = {"apiKeyId": "apikey_1", "apiKeyName": "Production Key", "organizationId": "org_1",
+         "month": 11, "year": 2025,
+         "usage": {"totalRequests": 1250, "totalCost": 350.25, "totalSynapses": 125000,
+                   "totalNeurons": 2500000, "averageCostPerRequest": 0.28},
+         "limit": {"monthlyLimit": 500.00, "utilizationPercentage": 70.05,
+                   "remainingBudget": 149.75, "status": "ok"}}
+
+
+def answer(status: int, body: bytes | str | dict[str, object], **headers: str) -> object:
+    raw = json.dumps(body).encode() if isinstance(body, dict) else body
+    raw = raw.encode() if isinstance(raw, str) else raw
+    return read_answer(
+        status, CIMultiDict(headers), raw, read=partial(structure, cls=ApiKeyUsage),
+        redact=Redactor(SECRET), reason="Reason", retry_after=None,
+    )
+
+
+def test_a_200_gives_the_model_with_exact_money() -> None:
+    usage = answer(200, USAGE)
+    assert isinstance(usage, ApiKeyUsage)
+    assert usage.usage.total_cost == Decimal("350.25")
+
+
+def test_an_error_status_gives_its_class_from_the_envelope_without_raising() -> None:
+    error = answer(404, {"success": False, "error": {"code": "API_KEY_NOT_FOUND", "message": "gone",
+                                                     "status": 404, "trace_id": "t-1"}})
+    assert isinstance(error, NotFoundError)
+    assert (error.status, error.code, error.trace_id) == (404, "API_KEY_NOT_FOUND", "t-1")
+
+
+def test_a_429_carries_the_wait_it_was_given() -> None:
+    error = read_answer(429, CIMultiDict(), b"", read=dict, redact=Redactor(SECRET), retry_after=7.5)
+    assert isinstance(error, RateLimitError)
+    assert error.retry_after == 7.5
+
+
+def test_an_html_proxy_page_is_an_error_with_a_status_not_a_decoding_crash() -> None:
+    error = answer(502, "<html><body>Bad Gateway</body></html>")
+    assert isinstance(error, InternalServerError)
+    assert error.status == 502
+    assert "Bad Gateway" in error.message
+
+
+def test_a_redirect_is_an_error_naming_the_location_without_the_key() -> None:
+    error = answer(302, "", Location=f"https://elsewhere.example/?key={SECRET}")
+    assert type(error) is APIStatusError
+    assert error.status == 302
+    assert "elsewhere.example" in error.message
+    assert SECRET not in error.message
+
+
+def test_an_error_envelope_with_a_200_is_the_error_it_names() -> None:
+    error = answer(200, {"success": False, "error": {"code": "INTERNAL_ERROR", "status": 503,
+                                                     "message": f"boom {SECRET}"}})
+    assert isinstance(error, InternalServerError)
+    assert error.status == 503
+    assert SECRET not in str(error) + error.body
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [(b"{not json", ""), (json.dumps({**USAGE, "month": "eleven"}).encode(), "month")],
+    ids=["not-json", "wrong-field"],
+)
+def test_a_2xx_that_does_not_fit_gives_a_validation_error(body: bytes, path: str) -> None:
+    error = answer(200, body)
+    assert isinstance(error, ResponseValidationError)
+    assert error.path == path
+
+
+def test_read_answer_never_raises_a_freddy_error() -> None:
+    for status, body in [(200, b""), (500, b""), (404, b"{}"), (301, b""), (200, b"[]")]:
+        assert isinstance(answer(status, body), FreddyError)
+
+
+def test_an_answer_without_rate_limit_headers_says_nothing_of_them() -> None:
+    headers = CIMultiDict({"Content-Type": "application/json", "Date": "Sun, 29 Nov 2026 18:00:00 GMT"})
+    assert read_rate_limit(headers, lambda: NOW) == RateLimitInfo()
+    # A header of any dialect, in any casing, is still read.
+    assert read_rate_limit(CIMultiDict({"rAtElImIt-rEmAiNiNg": "3", "ratelimit-reset": "9"}),
+                           lambda: NOW) == RateLimitInfo(remaining=3.0, reset=9.0)

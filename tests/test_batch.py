@@ -314,3 +314,76 @@ async def test_a_bug_inside_the_batch_surfaces_instead_of_hanging() -> None:
         await asyncio.wait_for(drain(), timeout=60)  # a guard against a hang, not a timing check
     await settle()
     assert client_tasks() == []
+
+
+# -- _batch._Jobs, white-box: the one job source of a batch -----------------------------------------
+
+
+async def take_all(jobs: Any) -> list[tuple[str, YearMonth]]:
+    taken = []
+    while (job := await jobs.take()) is not None:
+        taken.append(job)
+    return taken
+
+
+@pytest.mark.parametrize("source", ["list", "async"])
+async def test_jobs_hand_out_each_distinct_key_once_with_every_month(source: str) -> None:
+    from freddy_async._batch import _Jobs
+
+    ids = ["k1", "k2", "k1", "k3", "k2"]
+
+    async def listed() -> AsyncIterator[str]:
+        for key in ids:
+            yield key
+
+    jobs = _Jobs(ids if source == "list" else listed(), MONTHS)
+    taken = await take_all(jobs)
+    await jobs.aclose()
+    assert taken == [(key, month) for key in ["k1", "k2", "k3"] for month in MONTHS]
+
+
+async def test_closed_jobs_hand_out_nothing_more_and_close_the_key_source() -> None:
+    from freddy_async._batch import _Jobs
+
+    pulled: list[str] = []
+    closed = asyncio.Event()
+
+    async def listing() -> AsyncIterator[str]:
+        try:
+            for key in ["k1", "k2", "k3"]:
+                pulled.append(key)
+                yield key
+        finally:
+            closed.set()
+
+    jobs = _Jobs(listing(), MONTHS)
+    assert await jobs.take() == ("k1", MONTHS[0])
+    jobs.close()
+    assert await jobs.take() is None
+    await jobs.aclose()
+    assert pulled == ["k1"]  # no key pulled once closed
+    assert closed.is_set()
+
+
+async def test_workers_taking_jobs_at_once_never_advance_the_key_listing_together() -> None:
+    from freddy_async._batch import _Jobs
+
+    inside = 0
+    most_inside = 0
+
+    async def slow_listing() -> AsyncIterator[str]:
+        nonlocal inside, most_inside
+        for key in ["k1", "k2", "k3", "k4"]:
+            inside += 1
+            most_inside = max(most_inside, inside)
+            await asyncio.sleep(0)  # a page on its way
+            inside -= 1
+            yield key
+
+    jobs = _Jobs(slow_listing(), MONTHS[:1])
+    taken = await asyncio.gather(*(jobs.take() for _ in range(6)))
+    await jobs.aclose()
+    expected = [(key, MONTHS[0]) for key in ["k1", "k2", "k3", "k4"]]
+    assert sorted(job for job in taken if job is not None) == expected
+    assert taken.count(None) == 2
+    assert most_inside == 1

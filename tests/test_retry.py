@@ -24,6 +24,7 @@ from freddy_async import (
     NotFoundError,
     RateLimitError,
     ResponseValidationError,
+    _retry,  # white-box below: the decisions tenacity is handed
 )
 from freddy_async.testing import FakeFreddyServer, RecordedWait
 
@@ -315,3 +316,70 @@ async def test_against_the_fake_server_404_is_tried_once(waits: list[RecordedWai
         assert info.value.trace_id
         assert server.request_count == 1
     assert waits == []
+
+
+# -- the decisions themselves: pure functions of the policy, the attempt and the failure ----------
+
+
+def status_error(status: int, retry_after: float | None = None) -> APIStatusError:
+    return APIStatusError("x", status=status, retry_after=retry_after)
+
+
+@pytest.mark.parametrize(
+    ("failure", "retryable"),
+    [
+        (APIConnectionError("reset"), True),
+        (APITimeoutError("slow"), True),
+        (APIConnectionError("TLS", retryable=False), False),
+        (status_error(408), True),
+        (status_error(500), True),
+        (status_error(503), True),
+        (status_error(429), False),  # flow control, waited out before the retry loop
+        (status_error(404), False),
+        (ResponseValidationError("bad body"), False),
+    ],
+)
+def test_is_retryable(failure: Exception, retryable: bool) -> None:
+    assert _retry.is_retryable(failure) is retryable
+
+
+def test_backoff_full_jitter_after_an_answer_equal_jitter_after_none() -> None:
+    policy = _retry.RetryPolicy()  # 0.5 s doubled per attempt, at most 8 s
+    for attempts, ceiling in [(1, 0.5), (2, 1.0), (3, 2.0), (5, 8.0), (6, 8.0)]:
+        for _ in range(50):
+            assert 0 <= _retry.backoff(policy, attempts, status_error(503)) <= ceiling
+            equal = _retry.backoff(policy, attempts, APIConnectionError("reset"))
+            top = min(2 * ceiling, policy.max_backoff)
+            assert top / 2 <= equal <= top
+
+
+def test_backoff_honours_retry_after_up_to_the_cap() -> None:
+    policy = _retry.RetryPolicy()
+    assert _retry.backoff(policy, 1, status_error(503, retry_after=0.0)) == 0.0
+    assert _retry.backoff(policy, 1, status_error(503, retry_after=2.5)) == 2.5
+    assert _retry.backoff(policy, 1, status_error(503, retry_after=3600.0)) == policy.max_retry_after
+
+
+def test_gives_up_after_max_retries_or_when_the_wait_passes_the_deadline() -> None:
+    policy = _retry.RetryPolicy(max_retries=3)
+    assert not _retry.gives_up(policy, 3, status_error(503), wait=1.0, remaining=10.0)
+    assert _retry.gives_up(policy, 4, status_error(503), wait=1.0, remaining=10.0)
+    assert _retry.gives_up(policy, 1, status_error(503), wait=10.0, remaining=10.0)
+    # A server asking for more than is left gets its answer now.
+    assert _retry.gives_up(policy, 1, status_error(503, retry_after=30.0), wait=0.0, remaining=10.0)
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "now", "deadline", "waited"),
+    [
+        (None, 0.0, 60.0, True),  # no wait named: paused by the pacer's own rule
+        (5.0, 0.0, 60.0, True),
+        (5.0, 56.0, 60.0, False),  # would end past the call's deadline
+        (60.0, 0.0, 1000.0, True),
+        (61.0, 0.0, 1000.0, False),  # more than a minute: a spending limit, not throttling
+    ],
+)
+def test_which_429s_are_waited_out(
+    retry_after: float | None, now: float, deadline: float, waited: bool
+) -> None:
+    assert _retry.waits_out(retry_after, now, deadline) is waited

@@ -12,7 +12,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from .._client import API_KEY_ENV, DEFAULT_BASE_URL
+from .. import _config
+from .._config import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
 from .._periods import YearMonth
 from .._version import __version__
 from ._records import STATUSES
@@ -31,7 +32,6 @@ __all__ = [
 ]
 
 PROG = "freddy-usage"
-BASE_URL_ENV = "FREDDY_BASE_URL"
 FORMATS = ("table", "csv", "jsonl", "json")
 REPORT_FORMATS = (*FORMATS, "html")
 # The fake server serves 2020-2030; a fixed last month keeps the demo's numbers reproducible.
@@ -171,16 +171,16 @@ def _connection_options() -> _Parser:
     add("--base-url", help=f"API root URL (default: ${BASE_URL_ENV}, else {DEFAULT_BASE_URL})")
     add("--api-key-env", default=API_KEY_ENV, metavar="NAME",
         help=f"environment variable that holds the API key (default: {API_KEY_ENV})")
-    add("--max-concurrency", type=_int_arg(1), default=16, metavar="N",
-        help="requests in flight at once (default: 16)")
+    add("--max-concurrency", type=_int_arg(1), default=_config.MAX_CONCURRENCY, metavar="N",
+        help=f"requests in flight at once (default: {_config.MAX_CONCURRENCY})")
     add("--requests-per-minute", type=_positive_float, default=None, metavar="N",
         help="client-side cap per organization (default: pace by the server's rate-limit headers)")
-    add("--timeout", type=_positive_float, default=30.0, metavar="SECONDS",
-        help="seconds one attempt may take (default: 30)")
-    add("--max-retries", type=_int_arg(0), default=3, metavar="N",
-        help="retries of a failed request (default: 3)")
-    add("--retry-deadline", type=_positive_float, default=60.0, metavar="SECONDS",
-        help="seconds after which a request stops retrying (default: 60)")
+    add("--timeout", type=_positive_float, default=_config.TIMEOUT, metavar="SECONDS",
+        help=f"seconds one attempt may take (default: {_config.TIMEOUT:g})")
+    add("--max-retries", type=_int_arg(0), default=_config.MAX_RETRIES, metavar="N",
+        help=f"retries of a failed request (default: {_config.MAX_RETRIES})")
+    add("--retry-deadline", type=_positive_float, default=_config.RETRY_DEADLINE, metavar="SECONDS",
+        help=f"seconds after which a request stops retrying (default: {_config.RETRY_DEADLINE:g})")
     add("--allow-insecure-http", action="store_true",
         help="permit a plain http:// base URL to a host other than loopback")
     where = parent.add_mutually_exclusive_group()
@@ -232,8 +232,8 @@ def _add_demo(commands: Any) -> None:
     add("--months", type=_int_arg(1), default=12, metavar="N",
         help=f"months, the last one {DEMO_LAST_MONTH} (default: 12)")
     add("--seed", type=int, default=0, help="seed of the fake data and faults (default: 0)")
-    add("--max-concurrency", type=_int_arg(1), default=16, metavar="N",
-        help="requests in flight at once (default: 16)")
+    add("--max-concurrency", type=_int_arg(1), default=_config.MAX_CONCURRENCY, metavar="N",
+        help=f"requests in flight at once (default: {_config.MAX_CONCURRENCY})")
     add("--requests-per-minute", type=_positive_float, default=DEMO_RATE_LIMIT, metavar="N",
         help=f"the fake server's rate limit per organization (default: {DEMO_RATE_LIMIT:,}; the "
         "real API's is 100)")

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 
 import attrs
 
-from .._client import FreddyClient, _check_id
+from .._client import FreddyClient
 from .._errors import ResponseValidationError
+from .._ids import check_id
 from .._models import KeyUsageReport
 from .._periods import YearMonth
 from ._args import PROG, UsageError, key_ids_of, report_months
@@ -52,7 +53,7 @@ def _split_listed(key_ids: list[str], months: Sequence[YearMonth]) -> tuple[list
     unusable: list[KeyUsageReport] = []
     for key_id in key_ids:
         try:
-            _check_id(key_id, "api_key_id")
+            check_id(key_id, "api_key_id")
         except ValueError as exc:
             error = ResponseValidationError(f"the key listing holds an unusable ID: {exc}", path="keys[].id")
             unusable.append(KeyUsageReport(key_id, (), dict.fromkeys(months, error)))

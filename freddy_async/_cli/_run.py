@@ -9,9 +9,11 @@ import re
 from collections.abc import AsyncIterator, Iterator, Sequence
 
 from .._cache import UsageCache
-from .._client import API_KEY_ENV, DEFAULT_BASE_URL, FreddyClient, _check_id
+from .._client import FreddyClient
+from .._config import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
 from .._errors import FreddyError
-from ._args import BASE_URL_ENV, PROG, UsageError
+from .._ids import check_id
+from ._args import PROG, UsageError
 from ._console import Console, Progress, Redacting, Stats
 from ._flags import with_flags
 
@@ -128,6 +130,6 @@ def check_ids(command: str, option: str, ids: Sequence[str]) -> None:
     """Refuse an ID the library would refuse, before any request and before --output is opened."""
     for value in ids:
         try:
-            _check_id(value, "ID")
+            check_id(value, "ID")
         except ValueError as exc:
             raise UsageError(f"{PROG} {command}: error: {option}: {exc}") from None
