@@ -12,12 +12,11 @@ import os
 import signal
 import sqlite3
 import stat
-import sys
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import pytest
-from test_cli import TIMEOUT, Result, _env, run_cli
+from test_cli import INTERRUPTIBLE, TIMEOUT, Result, _env, run_cli
 
 from freddy_async.testing import FakeFreddyServer
 
@@ -165,7 +164,7 @@ async def test_an_interrupted_report_rerun_fetches_only_what_is_missing(
     args = ["--cache", str(path), "--max-concurrency", "1", "--requests-per-minute", "600"]
     async with FakeFreddyServer(keys=6, org_id=ORG, seed=7) as server:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "freddy_async", "report", "--org", ORG, *MONTH_ARGS, *args,
+            *INTERRUPTIBLE, "report", "--org", ORG, *MONTH_ARGS, *args,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=_env(server),
         )  # fmt: skip
 

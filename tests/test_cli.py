@@ -29,6 +29,15 @@ EMPTY_ORG = "org_empty"
 MONTHS = ["2025-01", "2025-02", "2025-03"]
 MONTH_ARGS = ["--from", MONTHS[0], "--to", MONTHS[-1]]
 TIMEOUT = 30.0
+# `python -m freddy_async` for a test that sends it SIGINT. A process started with SIGINT ignored
+# (a background job of a shell without job control, as some CI runners start theirs) passes that
+# on, and Python then leaves Ctrl-C ignored: the command would run on to its end. This restores
+# Python's own handler first, so the test sees what a user's Ctrl-C does.
+INTERRUPTIBLE = [
+    sys.executable, "-c",
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('freddy_async', run_name='__main__', alter_sys=True)",
+]
 
 
 @dataclass
@@ -450,7 +459,7 @@ async def test_ctrl_c_exits_130_without_a_traceback() -> None:
     # Every answer is held back, so the CLI is surely waiting when the signal comes.
     async with FakeFreddyServer(keys=3, org_id=ORG, latency=30.0) as slow:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "freddy_async", "report", "--org", ORG, *MONTH_ARGS,
+            *INTERRUPTIBLE, "report", "--org", ORG, *MONTH_ARGS,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=_env(slow),
         )
 
