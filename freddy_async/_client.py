@@ -18,7 +18,7 @@ import logging
 import os
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -647,13 +647,7 @@ class FreddyClient:
             ValueError: a bad argument, before any request.
             FreddyError: the first month that failed after its retries.
         """
-        check_id(org_id, "org_id")
-        month_list = unique_months(months)
-
-        async def fetch(month: YearMonth) -> ApiKeyDailyUsage:
-            return await self.get_api_key_daily_usage(org_id, year=month.year, month=month.month)
-
-        return _batch.iter_in_order(fetch, month_list, concurrency=self._max_concurrency)
+        return self._iter_months(_DAILY, org_id, months)
 
     async def get_usage_limits(
         self, org_id: str, *, month: int | None = None, year: int | None = None
@@ -710,11 +704,17 @@ class FreddyClient:
             ValueError: a bad argument, before any request.
             FreddyError: the first month that failed after its retries.
         """
+        return self._iter_months(_LIMITS, org_id, months)
+
+    def _iter_months(
+        self, endpoint: _Endpoint[T], org_id: str, months: Iterable[MonthLike]
+    ) -> AsyncIterator[T]:
+        """One organization-wide answer a month, fetched concurrently, yielded oldest first."""
         check_id(org_id, "org_id")
         month_list = unique_months(months)
 
-        async def fetch(month: YearMonth) -> UsageLimits:
-            return await self.get_usage_limits(org_id, month=month.month, year=month.year)
+        def fetch(month: YearMonth) -> Coroutine[Any, Any, T]:
+            return self._fetch_month(endpoint, org_id, month.month, month.year)
 
         return _batch.iter_in_order(fetch, month_list, concurrency=self._max_concurrency)
 
