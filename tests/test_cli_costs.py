@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
-import os
-import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from proxies import refusing_2031
+from test_cli import Result, _env
+from test_cli import run_cli as run_any_cli
 
 from freddy_async import ApiKeyLimit, YearMonth
 from freddy_async._cli._console import Redacting
@@ -25,14 +23,6 @@ ORG = "org_costs"
 EMPTY_ORG = "org_empty"
 MONTHS = ["2025-01", "2025-02", "2025-03"]
 MONTH_ARGS = ["--from", MONTHS[0], "--to", MONTHS[-1]]
-TIMEOUT = 30.0
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
 
 
 @pytest.fixture
@@ -44,19 +34,8 @@ async def server() -> AsyncIterator[FakeFreddyServer]:
 async def run_cli(*args: str, server: FakeFreddyServer, base_url: str | None = None) -> Result:
     """Run ``python -m freddy_async ARGS`` against ``server`` (or ``base_url``, in front of it);
     no output may hold the API key."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FREDDY_")}
-    env["FREDDY_API_KEY"] = server.api_key
-    env["FREDDY_BASE_URL"] = base_url or server.base_url
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "freddy_async", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), TIMEOUT)
-    assert process.returncode is not None
-    result = Result(process.returncode, out.decode(), err.decode())
-    assert server.api_key not in result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    return result
+    env = _env(server, {"FREDDY_BASE_URL": base_url} if base_url else None)
+    return await run_any_cli(*args, server=server, env=env)
 
 
 def cost(server: FakeFreddyServer, key_id: str, month: str) -> Decimal:

@@ -15,7 +15,6 @@ that is not one, or a header name that is not a token.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import gzip as gzip_module
 import json
@@ -26,12 +25,12 @@ import socket
 import traceback
 import tracemalloc
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
+from rawhttp import Answer, always, http, raw_server
 from seeds import seed_usage
 
 from freddy_async import (
@@ -74,86 +73,6 @@ KEYS = json.dumps({
               "created_at": "2025-01-01T00:00:00Z", "usage_limit_chf": None, "scopes": []}],
     "total": 1, "page": 1, "page_size": 100,
 }).encode()
-
-
-# -- a raw HTTP server -------------------------------------------------------------------------
-
-
-def http(
-    status: str | int = 200,
-    body: bytes = b"",
-    headers: dict[str, str] | None = None,
-    *,
-    reason: str = "OK",
-    chunked: bool = False,
-    raw_header: str = "",
-) -> bytes:
-    """One HTTP/1.1 answer as bytes, ``status``, ``reason`` and ``raw_header`` (a header line,
-    well-formed or not) written as given."""
-    lines = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json", "Connection: close"]
-    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-    lines += [raw_header] if raw_header else []
-    if chunked:
-        step = 64 * KiB
-        payload = b"".join(
-            b"%x\r\n%s\r\n" % (len(body[i : i + step]), body[i : i + step]) for i in range(0, len(body), step)
-        ) + b"0\r\n\r\n"
-        lines.append("Transfer-Encoding: chunked")
-    else:
-        payload = body
-        lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
-
-
-Answer = Callable[[bytes], bytes]
-"""The answer's bytes, given the request's head (request line and headers)."""
-
-
-@dataclass
-class RawServer:
-    answer: Answer
-    port: int = 0
-    requests: int = 0
-    handlers: set[asyncio.Task[Any]] = field(default_factory=set)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self.handlers.add(task)
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            self.requests += 1
-            writer.write(self.answer(head))
-            await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
-            pass  # the client hung up first (a refused body), or the server is shutting down
-        finally:
-            writer.close()
-            self.handlers.discard(task)
-
-
-@contextlib.asynccontextmanager
-async def raw_server(answer: Answer, port: int = 0) -> AsyncIterator[RawServer]:
-    """Serve ``answer`` on 127.0.0.1 (on ``port`` when given), one request per connection."""
-    server = RawServer(answer)
-    listener = await asyncio.start_server(server.serve, "127.0.0.1", port)
-    server.port = listener.sockets[0].getsockname()[1]
-    try:
-        yield server
-    finally:
-        listener.close()
-        for handler in list(server.handlers):
-            handler.cancel()
-        await asyncio.gather(*server.handlers, return_exceptions=True)
-        await listener.wait_closed()
-
-
-def always(data: bytes) -> Answer:
-    return lambda _head: data
 
 
 # -- the endpoints -----------------------------------------------------------------------------
@@ -310,7 +229,7 @@ def echo(
 ) -> Answer:
     """An answer (see :func:`http`) that repeats the key it was sent: each ``{key}`` becomes the key."""
 
-    def answer(head: bytes) -> bytes:
+    def answer(_n: int, head: bytes) -> bytes:
         key = sent_key(head)
         data = body.replace("{key}", key).encode()
         named = {name: value.replace("{key}", key) for name, value in (headers or {}).items()}
@@ -329,11 +248,11 @@ def with_key_as(section: str, name: str) -> str:
     return json.dumps(body)
 
 
-def not_http(head: bytes) -> bytes:
+def not_http(_n: int, head: bytes) -> bytes:
     return b"SSH-2.0-OpenSSH_9.6 " + sent_key(head).encode() + b"\r\n\r\n"
 
 
-def chunk_size_of_the_key(head: bytes) -> bytes:
+def chunk_size_of_the_key(_n: int, head: bytes) -> bytes:
     return http(200, b"", {"Transfer-Encoding": "chunked"}).replace(b"Content-Length: 0\r\n", b"") + (
         sent_key(head).encode() + b"\r\n{}\r\n0\r\n\r\n"
     )

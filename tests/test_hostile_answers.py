@@ -8,17 +8,15 @@ KeyError, TypeError, JSONDecodeError or ValueError, and never the wrong kind of 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import Any
 
 import pytest
+from rawhttp import Answer, RawServer, always, http, raw_server
 from seeds import seed_usage
 
 from freddy_async import (
@@ -61,97 +59,9 @@ def envelope(status: int | None = 404, **extra: Any) -> bytes:
     return json.dumps({"success": False, "error": error}).encode()
 
 
-# -- a raw HTTP server -------------------------------------------------------------------------
-
-
-def http(
-    status: int = 200,
-    body: bytes = b"",
-    headers: dict[str, str] | None = None,
-    *,
-    content_type: str | None = "application/json",
-    length: int | None = None,
-    chunked: bool = False,
-) -> bytes:
-    """One HTTP/1.1 answer as bytes; ``length`` lies about the body's size when given."""
-    lines = [f"HTTP/1.1 {status} Whatever"]
-    if content_type:
-        lines.append(f"Content-Type: {content_type}")
-    for name, value in (headers or {}).items():
-        lines.append(f"{name}: {value}")
-    lines.append("Connection: close")
-    if chunked:
-        lines.append("Transfer-Encoding: chunked")
-        size = 64 * 1024
-        payload = b"".join(
-            b"%x\r\n%s\r\n" % (len(body[i : i + size]), body[i : i + size])
-            for i in range(0, len(body), size)
-        ) + b"0\r\n\r\n"
-    else:
-        lines.append(f"Content-Length: {len(body) if length is None else length}")
-        payload = body
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
-
-
-Answer = Callable[[int], bytes]
-"""Raw answer bytes for the n-th request (from 0)."""
-
-
-@dataclass
-class RawServer:
-    answer: Answer
-    requests: list[str] = field(default_factory=list)
-    port: int = 0
-    handlers: set[asyncio.Task[Any]] = field(default_factory=set)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self.handlers.add(task)
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            self.requests.append(head.split(b"\r\n", 1)[0].decode("latin-1"))
-            writer.write(self.answer(len(self.requests) - 1))
-            await writer.drain()
-            writer.close()
-            await writer.wait_closed()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            writer.close()  # the client hung up first (a refused 10 MB body, a timeout)
-        except asyncio.CancelledError:
-            # Only raw_server() cancels, on its way out; a handler that ends cancelled would
-            # make asyncio's stream protocol log an "exception" for it.
-            writer.close()
-        finally:
-            self.handlers.discard(task)
-
-
-@contextlib.asynccontextmanager
-async def raw_server(answer: Answer) -> AsyncIterator[RawServer]:
-    """Serve ``answer`` on 127.0.0.1, one request per connection."""
-    server = RawServer(answer)
-    listener = await asyncio.start_server(server._serve, "127.0.0.1", 0)
-    server.port = listener.sockets[0].getsockname()[1]
-    try:
-        yield server
-    finally:
-        listener.close()
-        for handler in list(server.handlers):
-            handler.cancel()
-        await asyncio.gather(*server.handlers, return_exceptions=True)
-        await listener.wait_closed()
-
-
 async def fetch(server: RawServer) -> ApiKeyUsage:
     async with FreddyClient("k", base_url=server.base_url, max_retries=MAX_RETRIES) as client:
         return await client.get_api_key_usage(ORG, KEY, month=11, year=2025)
-
-
-def always(data: bytes) -> Answer:
-    return lambda _n: data
 
 
 # -- the table ---------------------------------------------------------------------------------
@@ -309,7 +219,7 @@ async def test_a_huge_error_page_is_still_a_server_error(waits: list[RecordedWai
 
 def _wait_then_ok(first: bytes) -> Answer:
     ok = http(200, json.dumps(USAGE).encode())
-    return lambda n: first if n == 0 else ok
+    return lambda n, _head: first if n == 0 else ok
 
 
 @pytest.mark.parametrize(
@@ -359,7 +269,7 @@ def key_object(key_id: str) -> dict[str, Any]:
 def listing_then_usage(listing: dict[str, Any]) -> Answer:
     page = http(200, json.dumps(listing).encode())
     usage = http(200, json.dumps(USAGE).encode())
-    return lambda _n: page if _n == 0 else usage
+    return lambda n, _head: page if n == 0 else usage
 
 
 @pytest.mark.parametrize(
@@ -418,7 +328,7 @@ async def test_a_listing_that_repeats_its_page_is_not_walked_for_ever(waits: lis
                                     "pagination": {"total_count": 10**9, "total_pages": 10**9}}).encode())
     stop = http(400, envelope(400, code="INVALID_REQUEST"))
     async with (
-        raw_server(lambda n: listing if n < 30 else stop) as server,
+        raw_server(lambda n, _head: listing if n < 30 else stop) as server,
         FreddyClient("k", base_url=server.base_url) as client,
     ):
         keys: list[str] = []
