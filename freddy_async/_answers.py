@@ -30,8 +30,10 @@ from ._convert import parse_json
 from ._errors import APIStatusError, FreddyError, Redactor, ResponseValidationError, error_from_response
 
 __all__ = [
+    "NO_RATE_LIMIT",
     "RateLimitInfo",
     "header_number",
+    "mentions_rate_limit",
     "read_answer",
     "read_rate_limit",
     "retry_after",
@@ -167,7 +169,20 @@ _NAMES = frozenset(
         "X-RateLimit-Reset",
     )
 )
-_NOTHING = RateLimitInfo()
+NO_RATE_LIMIT = RateLimitInfo()
+"""What an answer without any rate-limit header says."""
+
+
+def mentions_rate_limit(headers: Mapping[str, str]) -> bool:
+    """Whether any header of an answer is one :func:`read_rate_limit` reads.
+
+    Most answers carry none: one pass over their few names tells, in a sixth of the time
+    the full read takes (0.25 against 1.65 us).
+    """
+    for name in headers:  # noqa: SIM110 (any() over a generator takes twice as long)
+        if name.lower() in _NAMES:
+            return True
+    return False
 
 
 def read_rate_limit(headers: Mapping[str, str], server_now: Callable[[], float]) -> RateLimitInfo:
@@ -178,14 +193,10 @@ def read_rate_limit(headers: Mapping[str, str], server_now: Callable[[], float])
         server_now: gives the server's clock when it answered, epoch seconds: epoch resets and
             HTTP dates are counted from it, so a server whose clock runs ahead is read right.
             Called only for those (reading a ``Date`` header is not free).
+
+    An answer that :func:`mentions_rate_limit` not at all says :data:`NO_RATE_LIMIT`: the
+    pacer asks that first, and reads no further for most answers.
     """
-    # Most answers carry no rate-limit header at all: one pass over their few names tells,
-    # in a sixth of the time the full read takes (0.25 against 1.65 us).
-    for name in headers:
-        if name.lower() in _NAMES:
-            break
-    else:
-        return _NOTHING
     wait = retry_after(headers, server_now)
     structured = _items(headers.get("RateLimit"))
     policies = _items(headers.get("RateLimit-Policy"))
