@@ -216,15 +216,18 @@ def _make_tuple_hook(tp: Any) -> Callable[[Any, Any], tuple[Any, ...]]:
     return structure_tuple
 
 
-_MISSING: Any = object()
-
-
-# Conditions under which a value is already what the hook of its type would return.
-_FAST_PATHS: dict[Any, str] = {
-    str: "type(v) is str",
-    bool: "type(v) is bool",
-    int: f"type(v) is int and 0 <= v <= {_MAX_COUNT}",
-    Decimal: f"type(v) is Decimal and v.is_finite() and v.adjusted() < {_MAX_MONEY_DIGITS}",
+# A valid value of each type, taken inline: the condition it meets, and what the field gets.
+_FAST_PATHS: dict[Any, tuple[str, str]] = {
+    str: ("type(v) is str", "v"),
+    bool: ("type(v) is bool", "v"),
+    int: (f"type(v) is int and 0 <= v <= {_MAX_COUNT}", "v"),
+    float: (  # an integer, or a Decimal whose float is finite
+        f"type(v) is int and 0 <= v <= {_MAX_COUNT}"
+        " or type(v) is Decimal and v.is_finite() and v >= 0 and v.adjusted() < 300",
+        "float(v)",
+    ),
+    LimitStatus | str: ("type(v) is str", "_STATUSES.get(v, v)"),
+    Decimal: (f"type(v) is Decimal and v.is_finite() and v.adjusted() < {_MAX_MONEY_DIGITS}", "v"),
 }
 
 
@@ -233,10 +236,13 @@ def _make_attrs_hook(cls: type[Any]) -> Callable[[Any, Any], Any]:
 
     Straight-line code, one block per field, every key, hook and type bound once: a batch
     structures 120,000 of these, and a generic loop over a field plan costs twice as much.
+    A valid value is taken in a few bytecodes; anything else (absent, null, to be converted,
+    wrong) goes to :func:`_field`, which decides it as the rules say.
     """
     attrs.resolve_types(cls)
     names: dict[str, Any] = {
-        "_Invalid": _Invalid, "_MISSING": _MISSING, "_kind": _kind, "_cls": cls, "Decimal": Decimal,
+        "_Invalid": _Invalid, "_kind": _kind, "_cls": cls, "Decimal": Decimal, "_field": _field,
+        "_STATUSES": _STATUSES,
     }
     lines = [
         "def structure_attrs(data, _):",
@@ -269,34 +275,49 @@ def _field_lines(i: int, field: attrs.Attribute[Any], names: dict[str, Any]) -> 
     inner = rest[0] if len(rest) == 1 else tp
     names[f"_h{i}"] = _converter.get_structure_hook(inner)
     names[f"_t{i}"] = inner
-    lines = [f"    v = get({camel!r}, _MISSING)"]
+    # snake_case first: the API's own spelling (its OpenAPI spec, its SDKs, its answers).
+    lines = [f"    v = get({snake!r})"]
     if snake != camel:
-        lines += ["    if v is _MISSING:", f"        v = get({snake!r}, _MISSING)"]
-        # The key the value came from, needed by the error path only.
-        where = f"{camel!r} if {camel!r} in data else {snake!r}"
-    else:
-        where = repr(camel)
-    lines.append("    if v is _MISSING:")
-    if optional:
-        lines.append(f"        a{i} = None")
-    else:
-        also = f" (nor '{snake}')" if snake != camel else ""
-        lines.append(f"        raise _Invalid({'required field is missing' + also!r}, {camel!r})")
-    if optional and inner is not tp:
-        lines += ["    elif v is None:", f"        a{i} = None"]
-    fast = _FAST_PATHS.get(inner)
-    if fast is not None:
-        # The common, valid value is taken inline; anything else goes to the hook, which
+        lines += ["    if v is None:", f"        v = get({camel!r})"]
+    rare = f"_field(data, {snake!r}, {camel!r}, _h{i}, _t{i}, {optional}, {optional and inner is not tp})"
+    if inner in _FAST_PATHS:
+        # The common, valid value is taken inline; anything else goes to _field, which
         # converts it or says what is wrong with it.
-        lines += [f"    elif {fast}:", f"        a{i} = v"]
+        valid, value = _FAST_PATHS[inner]
+        return [*lines, f"    if {valid}:", f"        a{i} = {value}", "    else:", f"        a{i} = {rare}"]
+    where = f"{snake!r} if get({snake!r}) is not None else {camel!r}"
     return [
         *lines,
+        "    if v is None:",
+        f"        a{i} = {rare}",
         "    else:",
         "        try:",
         f"            a{i} = _h{i}(v, _t{i})",
         "        except _Invalid as exc:",
         f"            raise exc.under({where}) from None",
     ]
+
+
+def _field(
+    data: dict[str, Any], snake: str, camel: str, hook: Any, tp: Any, optional: bool, nullable: bool
+) -> Any:
+    """A field's value that is not plainly valid: absent, null, to be converted, or wrong.
+
+    The snake_case key is read unless it is absent or null and the camelCase one is there.
+    """
+    key = snake if data.get(snake) is not None or camel not in data else camel
+    if key not in data:
+        if optional:
+            return None
+        also = f" (nor '{snake}')" if snake != camel else ""
+        raise _Invalid(f"required field is missing{also}", camel)
+    value = data[key]
+    if value is None and nullable:
+        return None
+    try:
+        return hook(value, tp)
+    except _Invalid as exc:
+        raise exc.under(key) from None
 
 
 _converter = cattrs.Converter()

@@ -283,6 +283,34 @@ async def test_each_usage_field_alone_in_camel_case(mock: aioresponses, path: st
     assert await fetch_usage(mock, body) == EXPECTED_USAGE
 
 
+async def test_a_field_spelled_both_ways_is_read_from_its_snake_case_key(mock: aioresponses) -> None:
+    body = edit(SNAKE_USAGE, "usage.totalCost", 999.99)
+
+    assert (await fetch_usage(mock, body)).usage.total_cost == Decimal("350.25")
+
+
+@pytest.mark.parametrize(
+    ("null_path", "other_path"),
+    [("usage.total_cost", "usage.totalCost"), ("usage.totalCost", "usage.total_cost")],
+    ids=["snake null", "camel null"],
+)
+async def test_a_null_spelling_does_not_hide_the_other(
+    mock: aioresponses, null_path: str, other_path: str
+) -> None:
+    body = edit(edit(SNAKE_USAGE, "usage.total_cost"), null_path, None)
+    body = edit(body, other_path, 350.25)
+
+    assert await fetch_usage(mock, body) == EXPECTED_USAGE
+
+
+async def test_a_wrong_value_under_the_second_spelling_is_named_by_it(mock: aioresponses) -> None:
+    body = edit(edit(SNAKE_USAGE, "usage.total_cost", None), "usage.totalCost", "lots")
+
+    with pytest.raises(ResponseValidationError) as caught:
+        await fetch_usage(mock, body)
+    assert caught.value.path == "usage.totalCost"
+
+
 # -- money -------------------------------------------------------------------------------------
 
 
