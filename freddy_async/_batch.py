@@ -90,6 +90,10 @@ class _Jobs:
         # next page of the key listing); a key's months are handed out without it.
         self._lock = asyncio.Lock()
 
+    def ready(self) -> tuple[str, YearMonth] | None:
+        """The next of the current key's jobs, if one is left: nothing to await."""
+        return next(self._pending, None)
+
     async def take(self) -> tuple[str, YearMonth] | None:
         """The next job, or ``None`` when there is none left (or :meth:`close` was called)."""
         job = next(self._pending, None)
@@ -204,7 +208,8 @@ class _UsageBatch:
 
     async def _work(self) -> None:
         try:
-            while (job := await self._jobs.take()) is not None:
+            # Most jobs are months of a key already taken: no coroutine to make for them.
+            while (job := self._jobs.ready() or await self._jobs.take()) is not None:
                 key, month = job
                 try:
                     outcome: ApiKeyUsage | FreddyError = await self._fetch(key, month)

@@ -194,6 +194,8 @@ async def _read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
             chunks.append(chunk[: len(chunk) - (size - limit)])
             break
         chunks.append(chunk)
+        if content.at_eof():  # all read: spares the call that would only say so
+            break
     return b"".join(chunks)
 
 
