@@ -112,8 +112,10 @@ class Transport:
         """Why no request can be sent (now), if none can."""
         if self._closed:
             return RuntimeError(_CLOSED)
-        if self._session is not None and self._session.closed:
-            return RuntimeError(_LENT_CLOSED if not self._owns_session else _CLOSED)
+        # Ours closes with aclose() (above) or with its loop, after which nothing runs to send;
+        # only a lent one can be closed under us (asking aiohttp costs three calls a request).
+        if not self._owns_session and self._session is not None and self._session.closed:
+            return RuntimeError(_LENT_CLOSED)
         return None
 
     async def aclose(self) -> None:
