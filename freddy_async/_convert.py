@@ -3,7 +3,8 @@
 The rules every endpoint needs:
 
 - every field is read from its snake_case or its camelCase key (the API mixes both, even inside
-  one body); unknown keys are ignored; an absent or null optional field is ``None``;
+  one body): the snake_case one unless it is absent or null; unknown keys are ignored; an absent
+  or null optional field is ``None``;
 - money is ``Decimal`` made from the JSON number's own text (``parse_float=Decimal``), never
   through a binary float;
 - types are strict: a string where a number belongs, a bool where a count belongs, NaN or an
