@@ -96,7 +96,7 @@ class _Jobs:
 
     async def take(self) -> tuple[str, YearMonth] | None:
         """The next job, or ``None`` when there is none left (or :meth:`close` was called)."""
-        job = next(self._pending, None)
+        job = self.ready()
         if job is None and not self._closed:
             async with self._lock:
                 job = await self._next_key()
@@ -104,7 +104,7 @@ class _Jobs:
 
     async def _next_key(self) -> tuple[str, YearMonth] | None:
         # Another worker may have taken the next key while this one waited for the lock.
-        job = next(self._pending, None)
+        job = self.ready()
         while job is None and not self._closed:
             key = await anext(self._keys, None)
             if key is None:

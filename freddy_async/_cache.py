@@ -469,7 +469,8 @@ class CacheScope:
         if not is_final(period, fetched_at, cache._wall(), cache._settle.total_seconds()):
             return None
         try:
-            # The path of a fresh answer (_client's _read): the same bytes give the same model.
+            # Read as a fresh answer is (the client's read, checks included): the same bytes
+            # give the same model.
             return read(parse_json(body))
         except ResponseValidationError:
             return None  # stored by a version that read more loosely: fetched again and replaced

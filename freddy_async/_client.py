@@ -365,12 +365,15 @@ class FreddyClient:
             fetched: T = await self._get(org_id, path, query, endpoint, key_id)
             return _about(fetched, key_id, month, year)
 
+        # Checked once on either path: before a fresh answer is stored, or as a stored one is read.
         async def fetch() -> tuple[T, bytes]:
             answer, body = await self._get(org_id, path, query, endpoint, key_id, keep_body=True)
             return _about(answer, key_id, month, year), body
 
-        answer = await self._cache.answer(fetch, org_id, endpoint.name, endpoint.read, key_id, month, year)
-        return _about(answer, key_id, month, year)
+        def read(data: Any) -> T:
+            return _about(endpoint.read(data), key_id, month, year)
+
+        return await self._cache.answer(fetch, org_id, endpoint.name, read, key_id, month, year)
 
     async def _get(
         self,
@@ -565,7 +568,7 @@ class FreddyClient:
         return self._walk_keys(org_id, page_size)
 
     async def _walk_keys(self, org_id: str, page_size: int) -> AsyncIterator[ApiKey]:
-        path = _KEY_PAGE.path.format(org=segment(org_id))
+        path = _path(_KEY_PAGE.path, org_id, None)
         page = 1
         seen: set[str] = set()
         while True:
